@@ -1,0 +1,58 @@
+// Addresses as text for callers, as 16-byte nf_inet_addr unions on the wire.
+import { isIPv4, isIPv6 } from 'node:net';
+import type { AddressFamily } from './types.js';
+
+export function familyOf(address: string): AddressFamily {
+  if (isIPv4(address)) return 'ipv4';
+  if (isIPv6(address)) return 'ipv6';
+  throw new Error(`not an IP address: ${JSON.stringify(address)}`);
+}
+
+function ipv6Groups(address: string): number[] {
+  // An embedded IPv4 tail ("::ffff:10.0.0.1") is the last two groups in dotted form.
+  const text = address.replace(/(\d+)\.(\d+)\.(\d+)\.(\d+)$/, (_, a, b, c, d) =>
+    `${((+a << 8) | +b).toString(16)}:${((+c << 8) | +d).toString(16)}`,
+  );
+  const [head, tail] = text.split('::');
+  const parse = (s: string | undefined) => (s ? s.split(':').map((g) => parseInt(g, 16)) : []);
+  const left = parse(head);
+  const right = parse(tail);
+  const zeros = tail === undefined ? 0 : 8 - left.length - right.length;
+  return [...left, ...new Array<number>(zeros).fill(0), ...right];
+}
+
+/** The address as the kernel wants it: 4 bytes for IPv4, 16 for IPv6. */
+export function encodeAddress(address: string): Buffer {
+  const family = familyOf(address);
+  if (family === 'ipv4') return Buffer.from(address.split('.').map(Number));
+  const b = Buffer.alloc(16);
+  ipv6Groups(address).forEach((g, i) => b.writeUInt16BE(g, i * 2));
+  return b;
+}
+
+/** RFC 5952 text: lowercase, the longest run of zero groups (two or more) compressed. */
+export function decodeAddress(family: AddressFamily, bytes: Buffer): string {
+  if (family === 'ipv4') return Array.from(bytes.subarray(0, 4)).join('.');
+  const groups = Array.from({ length: 8 }, (_, i) => bytes.readUInt16BE(i * 2));
+  let bestStart = -1;
+  let bestLength = 1;
+  for (let i = 0; i < 8; ) {
+    if (groups[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && groups[j] === 0) j++;
+    if (j - i > bestLength) [bestStart, bestLength] = [i, j - i];
+    i = j;
+  }
+  const hex = groups.map((g) => g.toString(16));
+  if (bestStart < 0) return hex.join(':');
+  return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLength).join(':')}`;
+}
+
+/** One text per address, so "fd00:0::1" and "FD00::1" compare equal. */
+export function canonicalAddress(address: string): string {
+  const family = familyOf(address);
+  return family === 'ipv4' ? address : decodeAddress(family, encodeAddress(address));
+}
