@@ -5,7 +5,7 @@ import type { AddressFamily } from './types.js';
 export function familyOf(address: string): AddressFamily {
   if (isIPv4(address)) return 'ipv4';
   if (isIPv6(address)) return 'ipv6';
-  throw new Error(`not an IP address: ${JSON.stringify(address)}`);
+  throw new TypeError(`not an IP address: ${address}`);
 }
 
 function ipv6Groups(address: string): number[] {
@@ -51,8 +51,17 @@ export function decodeAddress(family: AddressFamily, bytes: Buffer): string {
   return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLength).join(':')}`;
 }
 
-/** One text per address, so "fd00:0::1" and "FD00::1" compare equal. */
+/**
+ * One text per address, so "fd00:0::1" and "FD00::1" compare equal: IPv4 unchanged (isIP already refuses
+ * leading zeros), IPv6 in the WHATWG URL serialisation (lower case, RFC 5952 compression).
+ * Throws a TypeError for anything else: no decision is better than one made on an address we cannot read.
+ */
 export function canonicalAddress(address: string): string {
-  const family = familyOf(address);
-  return family === 'ipv4' ? address : decodeAddress(family, encodeAddress(address));
+  if (familyOf(address) === 'ipv4') return address;
+  try {
+    return new URL(`http://[${address}]/`).hostname.slice(1, -1);
+  } catch {
+    // Zone ids ("fe80::1%eth0") pass isIP but are no IPVS address.
+    throw new TypeError(`not an IPVS address: ${address}`);
+  }
 }
