@@ -82,7 +82,8 @@ export interface ErrorPayload {
 export function parseErrorPayload(msg: NetlinkMessage): ErrorPayload {
   const p = msg.payload;
   if (p.length < 4) throw new NetlinkProtocolError('malformed netlink reply: NLMSG_ERROR shorter than its errno');
-  const errno = -p.readInt32LE(0);
+  const raw = p.readInt32LE(0);
+  const errno = raw === 0 ? 0 : -raw;
   if (!(msg.flags & NLM_F_ACK_TLVS) || p.length < 4 + NLMSG_HDRLEN) return { errno };
   // With NETLINK_CAP_ACK the echoed request is only its header; the TLVs follow it.
   const echoedLength = p.readUInt32LE(4);
