@@ -3,12 +3,15 @@
 // stderr and a non-zero exit code.
 import { parseArgs } from 'node:util';
 import { describeIpvsError } from '../ipvs/errors.js';
+import { doctor } from './doctor.js';
 import { list } from './list.js';
 
 const usage = `usage: ipvs-janitor <command> [flags]
 
 commands:
   list [--json]   print the kernel's IPVS table (same content as ipvsadm -Ln)
+  doctor [--json] can port-reused connections reach weight-0 real servers here, and what fixes it
+                  (exit 0 not exposed, 3 exposed, 4 no IPVS)
 `;
 
 /** A failure the user can act on: printed as one line, never as a stack trace. */
@@ -20,6 +23,11 @@ async function main(argv: string[]): Promise<void> {
     case 'list': {
       const { values } = parseArgs({ args: rest, options: { json: { type: 'boolean', default: false } } });
       return list(values.json);
+    }
+    case 'doctor': {
+      const { values } = parseArgs({ args: rest, options: { json: { type: 'boolean', default: false } } });
+      process.exitCode = await doctor(values.json);
+      return;
     }
     case undefined:
     case 'help':
