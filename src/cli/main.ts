@@ -5,17 +5,18 @@ import { parseArgs } from 'node:util';
 import { describeIpvsError } from '../ipvs/errors.js';
 import { doctor } from './doctor.js';
 import { list } from './list.js';
+import { parseRunOptions, runHelp, UsageError } from './options.js';
+import { runAgent } from '../agent/agent.js';
 
 const usage = `usage: ipvs-janitor <command> [flags]
 
 commands:
+  run [flags]     the node agent (run --help lists its flags)
   list [--json]   print the kernel's IPVS table (same content as ipvsadm -Ln)
   doctor [--json] can port-reused connections reach weight-0 real servers here, and what fixes it
                   (exit 0 not exposed, 3 exposed, 4 no IPVS)
 `;
 
-/** A failure the user can act on: printed as one line, never as a stack trace. */
-export class UsageError extends Error {}
 
 async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
@@ -23,6 +24,13 @@ async function main(argv: string[]): Promise<void> {
     case 'list': {
       const { values } = parseArgs({ args: rest, options: { json: { type: 'boolean', default: false } } });
       return list(values.json);
+    }
+    case 'run': {
+      if (rest.includes('--help') || rest.includes('-h')) {
+        process.stdout.write(runHelp);
+        return;
+      }
+      return runAgent(parseRunOptions(rest, process.env));
     }
     case 'doctor': {
       const { values } = parseArgs({ args: rest, options: { json: { type: 'boolean', default: false } } });
@@ -40,7 +48,12 @@ async function main(argv: string[]): Promise<void> {
   }
 }
 
+function isUsageError(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return err instanceof UsageError || (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS'));
+}
+
 main(process.argv.slice(2)).catch((err: unknown) => {
   process.stderr.write(`ipvs-janitor: ${describeIpvsError(err)}\n`);
-  process.exitCode = err instanceof UsageError ? 2 : 1;
+  process.exitCode = isUsageError(err) ? 2 : 1;
 });

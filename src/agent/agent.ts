@@ -1,0 +1,97 @@
+// `ipvs-janitor run`: wires the kernel client, the informers, the janitor loop, metrics and health together,
+// and keeps running through API server and kernel trouble until SIGTERM.
+import { IpvsClient } from '../ipvs/client.js';
+import { loadKubeConfig } from '../k8s/config.js';
+import { ClusterInformers, type Resource } from '../k8s/informers.js';
+import { desiredVirtualServices, localNodeAddresses } from '../k8s/mapping.js';
+import type { Policy, ServiceRef } from '../reconcile/types.js';
+import type { LogLevel } from './log.js';
+import { applyRecommendedSysctls, logExposure } from './exposure-report.js';
+import { serveHttp } from './http.js';
+import { Janitor, type DesiredState } from './janitor.js';
+import { createLogger } from './log.js';
+import { createMetrics } from './metrics.js';
+
+export interface AgentOptions {
+  kubeconfig?: string;
+  nodeName?: string;
+  policy: Policy;
+  dryRun: boolean;
+  resyncPeriodMs: number;
+  /** Absent: the host's local addresses. */
+  nodePortAddresses?: string[];
+  metricsAddress: string;
+  logLevel: LogLevel;
+  setSysctls: boolean;
+}
+
+export async function runAgent(options: AgentOptions): Promise<void> {
+  const log = createLogger(options.logLevel).child({ node: options.nodeName });
+  const metrics = createMetrics();
+  // Without IPVS or CAP_NET_ADMIN there is nothing this agent can do: fail at once, in one clear line.
+  const ipvs = await IpvsClient.open();
+  await ipvs.info();
+
+  if (options.setSysctls) await applyRecommendedSysctls(log);
+  await logExposure(log, metrics);
+
+  const informers = new ClusterInformers(loadKubeConfig(options.kubeconfig));
+  const nodeAddresses = options.nodePortAddresses ?? localNodeAddresses();
+  const desired: DesiredState = {
+    isSynced: () => informers.synced,
+    services: () => informers.allServices().map((s) => ({ namespace: s.namespace, name: s.name })),
+    virtualServicesOf: (ref: ServiceRef) => {
+      const service = informers.service(ref);
+      return service ? desiredVirtualServices(service, informers.slicesFor(ref), nodeAddresses) : [];
+    },
+  };
+  const janitor = new Janitor({ ipvs, desired, policy: options.policy, dryRun: options.dryRun, log, metrics });
+
+  const updateSyncedGauges = () => {
+    for (const [resource, stats] of Object.entries(informers.stats())) {
+      metrics.informerSynced.set({ resource }, stats.watching ? 1 : 0);
+    }
+  };
+  informers.on('serviceChanged', (ref) => janitor.serviceChanged(ref));
+  informers.on('sliceChanged', (ref) => janitor.serviceChanged(ref));
+  informers.on('synced', () => {
+    updateSyncedGauges();
+    log.info('informers synced: full resync', { services: informers.allServices().length });
+    // Cleans what accumulated while we were not watching: a kube-proxy restart, a node failure, our own downtime.
+    void janitor.resync();
+  });
+  informers.on('unsynced', (reason) => {
+    updateSyncedGauges();
+    log.warn('informers not synced: deletions paused', { reason });
+  });
+  informers.on('informerError', (resource: Resource, message, retryInMs) => {
+    metrics.informerRestarts.inc({ resource });
+    log.warn('informer stopped: restarting', { resource, error: message, retryInMs });
+  });
+
+  const server = await serveHttp(options.metricsAddress, { ipvs, metrics, isSynced: () => informers.synced });
+  const resync = setInterval(() => void janitor.resync(), options.resyncPeriodMs);
+  log.info('ipvs-janitor started', {
+    policy: options.policy.mode,
+    maxDrainSeconds: options.policy.maxDrainSeconds ?? 0,
+    dryRun: options.dryRun,
+    resyncPeriodSeconds: options.resyncPeriodMs / 1000,
+    nodePortAddresses: nodeAddresses,
+    metricsPort: server.port,
+  });
+  informers.start();
+
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      log.info('stopping', { signal });
+      resolve();
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+  clearInterval(resync);
+  await informers.stop();
+  await janitor.idle();
+  server.close();
+  ipvs.close();
+}
