@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 #
-# ipvs-janitor image: a Node 20 agent that talks rtnetlink/generic netlink (IPVS) through koffi.
+# ipvs-janitor image: a Node 20 agent that talks generic netlink (IPVS) to the kernel through koffi.
 #
 #   docker build -t ipvs-janitor:0.1.0 .
 #
@@ -24,7 +24,7 @@ COPY package.json package-lock.json ./
 RUN npm ci --omit=dev && npm cache clean --force
 COPY --from=build /app/dist/src ./dist/src
 COPY --from=build /app/dist/native ./dist/native
-# The agent runs as root on purpose: deleting IPVS real servers (and conntrack entries) over netlink
+# The agent runs as root on purpose: deleting IPVS real servers over netlink
 # needs CAP_NET_ADMIN in the host network namespace, and a non-root UID does not keep that capability
 # across exec without file capabilities on the node binary (which would then grant it to any script).
 # The chart's securityContext.mode=netAdmin drops every other capability and makes the root fs read-only.
