@@ -38,7 +38,9 @@ export function loadKubeConfig(kubeconfigPath?: string): KubeConfig {
     }
     // loadFromCluster reads the token only at the first request, where its absence reads as an obscure ENOENT.
     if (!existsSync(SERVICE_ACCOUNT_TOKEN)) {
-      throw new KubeConfigError(`${source}: no service account token at ${SERVICE_ACCOUNT_TOKEN} (automountServiceAccountToken off?)`);
+      throw new KubeConfigError(
+        `${source}: no service account token at ${SERVICE_ACCOUNT_TOKEN} (automountServiceAccountToken off?)`,
+      );
     }
     kc.loadFromCluster();
   }
@@ -52,7 +54,9 @@ export function loadKubeConfig(kubeconfigPath?: string): KubeConfig {
   }
   // client-node refuses plain HTTP at every request otherwise, with a message that does not name the file.
   if (url.protocol === 'http:' && !cluster.skipTLSVerify) {
-    throw new KubeConfigError(`${source}: server ${cluster.server} is plain HTTP but insecure-skip-tls-verify is not set`);
+    throw new KubeConfigError(
+      `${source}: server ${cluster.server} is plain HTTP but insecure-skip-tls-verify is not set`,
+    );
   }
   return kc;
 }

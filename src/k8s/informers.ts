@@ -274,7 +274,9 @@ export class ClusterInformers extends EventEmitter<InformerEvents> {
       onError('endpointslices'),
     );
 
-    this.services.cache.on('change', (svc) => this.emit('serviceChanged', { namespace: svc.namespace, name: svc.name }));
+    this.services.cache.on('change', (svc) =>
+      this.emit('serviceChanged', { namespace: svc.namespace, name: svc.name }),
+    );
     this.slices.cache.on('add', (slice) => this.indexSlice(slice));
     this.slices.cache.on('update', (slice) => this.indexSlice(slice));
     this.slices.cache.on('delete', (slice) => this.unindexSlice(slice));

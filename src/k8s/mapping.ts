@@ -37,7 +37,11 @@ const RANK: Readonly<Record<EndpointCondition, number>> = { 'not-serving': 0, 't
  * protocol, as kube-proxy matches it; its number is the endpoint's (target) port. An endpoint listed twice (it
  * moves between slices, or an address is reused) keeps its most serving condition: deletion waits for agreement.
  */
-function endpointsFor(port: ServicePortRecord, family: AddressFamily, slices: readonly SliceRecord[]): DesiredEndpoint[] {
+function endpointsFor(
+  port: ServicePortRecord,
+  family: AddressFamily,
+  slices: readonly SliceRecord[],
+): DesiredEndpoint[] {
   const byAddressPort = new Map<string, DesiredEndpoint>();
   for (const slice of slices) {
     if (slice.family !== family) continue;

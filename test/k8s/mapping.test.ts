@@ -29,6 +29,9 @@ function slice(
 
 const ready = { ready: true, serving: true, terminating: false };
 
+const hostPort = (address: string, port: number) =>
+  address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
+
 /** "tcp 10.96.0.10:80 -> 10.1.0.5:8080 ready, ..." per virtual service, sorted, for readable comparisons. */
 function layout(service: V1Service, slices: V1EndpointSlice[] = [], nodeAddresses: string[] = []): string[] {
   return desiredVirtualServices(toServiceRecord(service), slices.map(toSliceRecord), nodeAddresses)
@@ -36,11 +39,8 @@ function layout(service: V1Service, slices: V1EndpointSlice[] = [], nodeAddresse
       assert.deepEqual(vs.service, { namespace: 'shop', name: 'web' });
       assert.equal(vs.key.kind, 'address');
       if (vs.key.kind !== 'address') return '';
-      const front = vs.key.family === 'ipv6' ? `[${vs.key.address}]:${vs.key.port}` : `${vs.key.address}:${vs.key.port}`;
-      const backs = vs.endpoints
-        .map((e) => `${e.address.includes(':') ? `[${e.address}]` : e.address}:${e.port} ${e.condition}`)
-        .sort();
-      return `${vs.key.protocol} ${front} -> ${backs.join(', ')}`.trim();
+      const backs = vs.endpoints.map((e) => `${hostPort(e.address, e.port)} ${e.condition}`).sort();
+      return `${vs.key.protocol} ${hostPort(vs.key.address, vs.key.port)} -> ${backs.join(', ')}`.trim();
     })
     .sort();
 }
@@ -50,7 +50,7 @@ describe('desiredVirtualServices', () => {
     {
       name: 'ClusterIP, unnamed port, endpoints on the target port',
       service: svc({ clusterIP: '10.96.0.10', clusterIPs: ['10.96.0.10'], ports: [{ port: 80, protocol: 'TCP' }] }),
-      slices: [slice('web-a', 'IPv4', [{ name: '', port: 8080, protocol: 'TCP' }], [{ ip: '10.1.0.5', conditions: ready }])],
+      slices: [slice('web-a', 'IPv4', [{ name: '', port: 8080, protocol: 'TCP' }], [{ ip: '10.1.0.5' }])],
       want: ['tcp 10.96.0.10:80 -> 10.1.0.5:8080 ready'],
     },
     {
@@ -63,8 +63,8 @@ describe('desiredVirtualServices', () => {
       name: 'dual-stack: one virtual service per family, endpoints of that family only',
       service: svc({ clusterIPs: ['10.96.0.10', 'fd00:96::a'], ports: [{ name: 'http', port: 80, protocol: 'TCP' }] }),
       slices: [
-        slice('web-v4', 'IPv4', [{ name: 'http', port: 8080, protocol: 'TCP' }], [{ ip: '10.1.0.5', conditions: ready }]),
-        slice('web-v6', 'IPv6', [{ name: 'http', port: 8080, protocol: 'TCP' }], [{ ip: 'fd00:1::5', conditions: ready }]),
+        slice('web-v4', 'IPv4', [{ name: 'http', port: 8080 }], [{ ip: '10.1.0.5', conditions: ready }]),
+        slice('web-v6', 'IPv6', [{ name: 'http', port: 8080 }], [{ ip: 'fd00:1::5', conditions: ready }]),
       ],
       want: ['tcp 10.96.0.10:80 -> 10.1.0.5:8080 ready', 'tcp [fd00:96::a]:80 -> [fd00:1::5]:8080 ready'],
     },
@@ -172,7 +172,8 @@ describe('desiredVirtualServices', () => {
         slice('web-c', 'IPv4', [{ name: 'http', port: 9090 }], [{ ip: '10.1.0.5', conditions: ready }]),
       ],
       want: [
-        'tcp 10.96.0.10:80 -> 10.1.0.5:8080 terminating-serving, 10.1.0.5:9090 ready, 10.1.0.6:8080 ready, 10.1.0.7:8080 ready',
+        'tcp 10.96.0.10:80 -> 10.1.0.5:8080 terminating-serving, 10.1.0.5:9090 ready, ' +
+          '10.1.0.6:8080 ready, 10.1.0.7:8080 ready',
       ],
     },
     {
@@ -188,7 +189,8 @@ describe('desiredVirtualServices', () => {
         ]),
       ],
       want: [
-        'tcp 10.96.0.10:80 -> 10.1.0.1:80 ready, 10.1.0.2:80 ready, 10.1.0.3:80 terminating-serving, 10.1.0.4:80 not-serving, 10.1.0.5:80 not-serving',
+        'tcp 10.96.0.10:80 -> 10.1.0.1:80 ready, 10.1.0.2:80 ready, 10.1.0.3:80 terminating-serving, ' +
+          '10.1.0.4:80 not-serving, 10.1.0.5:80 not-serving',
       ],
     },
     {
@@ -235,7 +237,11 @@ describe('records', () => {
   it('keep only the fields the agent needs', () => {
     const service = toServiceRecord({
       metadata: { namespace: 'shop', name: 'web', resourceVersion: '9', annotations: { big: 'x'.repeat(1000) } },
-      spec: { clusterIPs: ['10.96.0.10'], selector: { app: 'web' }, ports: [{ name: 'h', port: 80, targetPort: 8080 }] },
+      spec: {
+        clusterIPs: ['10.96.0.10'],
+        selector: { app: 'web' },
+        ports: [{ name: 'h', port: 80, targetPort: 8080 }],
+      },
     });
     assert.deepEqual(
       { ...service },
@@ -251,7 +257,8 @@ describe('records', () => {
     );
     // ListWatch reads identity and version through metadata.
     assert.equal(service.metadata, service);
-    const s = toSliceRecord(slice('web-a', 'IPv6', [{ name: 'h', port: 8080 }], [{ ip: 'fd00::5', conditions: ready }, { ip: '10.1.0.5' }]));
+    const endpoints = [{ ip: 'fd00::5', conditions: ready }, { ip: '10.1.0.5' }];
+    const s = toSliceRecord(slice('web-a', 'IPv6', [{ name: 'h', port: 8080 }], endpoints));
     assert.deepEqual(
       { ...s },
       {
@@ -278,7 +285,9 @@ describe('records', () => {
       [{ ready: false, terminating: true }, 'not-serving'],
       [{ ready: false }, 'not-serving'],
     ];
-    for (const [conditions, want] of table) assert.equal(endpointCondition(conditions), want, JSON.stringify(conditions));
+    for (const [conditions, want] of table) {
+      assert.equal(endpointCondition(conditions), want, JSON.stringify(conditions));
+    }
   });
 });
 

@@ -76,7 +76,7 @@ describe('stand-in API server', () => {
   });
   after(() => api.close());
 
-  it('lists with a global resourceVersion, items in key order without kind, filtered by namespace and labels', T, async () => {
+  it('lists at the global resourceVersion, in key order, filtered by namespace and labels', T, async () => {
     api.apply(service('b', 'web', { app: 'web', tier: 'front' }));
     api.apply(service('a', 'db', { app: 'db' }));
     const last = api.apply(service('a', 'plain'));
@@ -205,7 +205,8 @@ describe('stand-in API server', () => {
       assert.equal(error.object.code, 410);
       assert.equal(await ok.ended, 'end');
       assert.equal(small.openWatches, 0);
-      const current = await getJSON(`${small.url}${SERVICES}?watch=true&resourceVersion=${Number(small.resourceVersion) - 1}`);
+      const previous = Number(small.resourceVersion) - 1;
+      const current = await getJSON(`${small.url}${SERVICES}?watch=true&resourceVersion=${previous}`);
       assert.equal(current.status, 410);
     } finally {
       await small.close();
@@ -214,8 +215,9 @@ describe('stand-in API server', () => {
 
   it('sends bookmarks only to watches that allow them', T, async () => {
     const plain = await watch(`${api.url}${SERVICES}?watch=true&resourceVersion=${api.resourceVersion}`);
+    const slices = '/apis/discovery.k8s.io/v1/endpointslices';
     const marked = await watch(
-      `${api.url}/apis/discovery.k8s.io/v1/endpointslices?watch=true&allowWatchBookmarks=true&resourceVersion=${api.resourceVersion}`,
+      `${api.url}${slices}?watch=true&allowWatchBookmarks=true&resourceVersion=${api.resourceVersion}`,
     );
     api.apply(service('bm', 'x'));
     api.bookmark();
@@ -231,7 +233,8 @@ describe('stand-in API server', () => {
   });
 
   it('ends a watch cleanly after timeoutSeconds, and cuts watches on dropWatches()', T, async () => {
-    const timed = await watch(`${api.url}${SERVICES}?watch=true&timeoutSeconds=1&resourceVersion=${api.resourceVersion}`);
+    const from = api.resourceVersion;
+    const timed = await watch(`${api.url}${SERVICES}?watch=true&timeoutSeconds=1&resourceVersion=${from}`);
     assert.equal(await timed.ended, 'end');
 
     const dropped = await watch(`${api.url}${SERVICES}?watch=true&resourceVersion=${api.resourceVersion}`);

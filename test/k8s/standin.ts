@@ -111,6 +111,18 @@ interface Watcher {
   timer?: NodeJS.Timeout;
 }
 
+interface CollectionRequest {
+  type: ResourceType;
+  namespace?: string;
+  selector: Requirement[];
+  query: URLSearchParams;
+}
+
+interface ContinueToken {
+  snapshotId: string;
+  offset: number;
+}
+
 interface Failure {
   path: string;
   status: number;
@@ -218,7 +230,8 @@ export class StandIn {
 
   /** The next `count` requests for `path` (optionally only lists or only watches) answer `status`. */
   failNext(failure: { path: string; status: number; count?: number; verb?: Verb }): void {
-    this.failures.push({ path: failure.path, status: failure.status, remaining: failure.count ?? 1, verb: failure.verb });
+    const { path, status, count = 1, verb } = failure;
+    this.failures.push({ path, status, remaining: count, verb });
   }
 
   /** Cuts every open watch connection without ending the response, as a network failure does. */
@@ -244,8 +257,9 @@ export class StandIn {
   bookmark(): void {
     for (const w of this.watchers) {
       if (w.bookmarks) {
-        const object = { kind: w.type.kind, apiVersion: w.type.apiVersion, metadata: { resourceVersion: this.resourceVersion } };
-        this.send(w, { type: 'BOOKMARK', object });
+        const { kind, apiVersion } = w.type;
+        const metadata = { resourceVersion: this.resourceVersion };
+        this.send(w, { type: 'BOOKMARK', object: { kind, apiVersion, metadata } });
       }
     }
   }
@@ -366,23 +380,20 @@ export class StandIn {
       .filter((obj) => (!namespace || obj.metadata.namespace === namespace) && matches(selector, obj));
   }
 
-  private list(
-    res: ServerResponse,
-    { type, namespace, selector, query }: { type: ResourceType; namespace?: string; selector: Requirement[]; query: URLSearchParams },
-  ): void {
+  private list(res: ServerResponse, { type, namespace, selector, query }: CollectionRequest): void {
     const limit = Number(query.get('limit') ?? 0);
     let snapshotId: string;
     let offset = 0;
     const token = query.get('continue');
     if (token) {
       try {
-        ({ snapshotId, offset } = JSON.parse(Buffer.from(token, 'base64url').toString()) as { snapshotId: string; offset: number });
+        ({ snapshotId, offset } = JSON.parse(Buffer.from(token, 'base64url').toString()) as ContinueToken);
       } catch {
         this.reply(res, 400, status(400, 'continue key is not valid'));
         return;
       }
       if (!this.snapshots.has(snapshotId)) {
-        const message = 'The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.';
+        const message = 'The provided continue parameter is too old to display a consistent list result.';
         this.reply(res, 410, status(410, message));
         return;
       }
@@ -404,10 +415,7 @@ export class StandIn {
     this.reply(res, 200, { kind: type.listKind, apiVersion: type.apiVersion, metadata, items });
   }
 
-  private watch(
-    res: ServerResponse,
-    { type, namespace, selector, query }: { type: ResourceType; namespace?: string; selector: Requirement[]; query: URLSearchParams },
-  ): void {
+  private watch(res: ServerResponse, { type, namespace, selector, query }: CollectionRequest): void {
     const from = query.get('resourceVersion') ?? '';
     // Unset or "0": start with the current state as ADDED events.
     const fromState = from === '' || from === '0';

@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import type { Destination, ServiceKey } from '../../src/ipvs/types.js';
 import { decide, type DeletionReason, type ZeroWeightSince } from '../../src/reconcile/decide.js';
 import { destinationKeyString } from '../../src/reconcile/keys.js';
+import { zeroStats } from '../support/fake-ipvs.js';
 import type { DesiredEndpoint, DesiredVirtualService, EndpointCondition, Policy } from '../../src/reconcile/types.js';
 
 const VS4: ServiceKey = { kind: 'address', family: 'ipv4', protocol: 'tcp', address: '10.96.0.10', port: 80 };
@@ -21,18 +22,7 @@ function dest(address: string, weight: number, port = 8080): Destination {
     activeConnections: 1,
     inactiveConnections: 7,
     persistentConnections: 0,
-    stats: {
-      connections: 0n,
-      packetsIn: 0n,
-      packetsOut: 0n,
-      bytesIn: 0n,
-      bytesOut: 0n,
-      cps: 0n,
-      ppsIn: 0n,
-      ppsOut: 0n,
-      bpsIn: 0n,
-      bpsOut: 0n,
-    },
+    stats: zeroStats(),
   };
 }
 

@@ -33,17 +33,11 @@ export interface OperationRecord {
 // The schedulers a stock kernel builds as modules; any other name fails the module request.
 const SCHEDULERS = new Set(['rr', 'wrr', 'lc', 'wlc', 'lblc', 'lblcr', 'dh', 'sh', 'sed', 'nq', 'fo', 'ovf', 'mh']);
 
-interface StoredService {
-  key: ServiceKey;
-  scheduler: string;
-  flags: ServiceFlags;
-  timeoutSeconds: number;
-  netmask: string;
-  persistenceEngine?: string;
+interface StoredService extends Omit<VirtualService, 'stats'> {
   destinations: Map<string, Destination>;
 }
 
-function zeroStats(): Stats {
+export function zeroStats(): Stats {
   return {
     connections: 0n,
     packetsIn: 0n,

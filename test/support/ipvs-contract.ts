@@ -8,10 +8,10 @@ import type {
   IpvsApi,
   ServiceKey,
   ServiceSpec,
-  Stats,
   VirtualService,
 } from '../../src/ipvs/types.js';
 import { NetlinkError } from '../../src/netlink/errors.js';
+import { zeroStats } from './fake-ipvs.js';
 import { destinationKeyString, serviceKeyString } from '../../src/reconcile/keys.js';
 
 export interface ContractTarget {
@@ -58,18 +58,6 @@ const RS4B: DestinationSpec = {
 };
 const RS6A: DestinationSpec = { family: 'ipv6', address: 'fd00:240::11', port: 8443, forwarding: 'masq', weight: 1 };
 
-const ZERO_STATS: Stats = {
-  connections: 0n,
-  packetsIn: 0n,
-  packetsOut: 0n,
-  bytesIn: 0n,
-  bytesOut: 0n,
-  cps: 0n,
-  ppsIn: 0n,
-  ppsOut: 0n,
-  bpsIn: 0n,
-  bpsOut: 0n,
-};
 
 function expectedService(
   key: ServiceKey,
@@ -89,7 +77,7 @@ function expectedService(
     },
     timeoutSeconds: overrides.timeoutSeconds ?? 0,
     netmask,
-    stats: ZERO_STATS,
+    stats: zeroStats(),
   };
 }
 
@@ -111,7 +99,7 @@ function expectedDestination(spec: DestinationSpec): Destination {
     activeConnections: 0,
     inactiveConnections: 0,
     persistentConnections: 0,
-    stats: ZERO_STATS,
+    stats: zeroStats(),
   };
 }
 

@@ -53,9 +53,11 @@ before(async () => {
   await waitForOutput(proc, /^listening /, 60_000);
 });
 
+const services: string[] = [];
+
 after(() => {
   try {
-    execFileSync('ipvsadm', ['-C']);
+    for (const svc of services) execFileSync('ipvsadm', ['-D', '-t', svc]);
   } finally {
     teardown();
   }
@@ -71,6 +73,7 @@ test('a client pod reaches the server pod through an IPVS NAT service on a dummy
   addDummy('nt-vips', [vip4(1), vip6(1)]);
   const svc4 = `${vip4(1)}:80`;
   const svc6 = `[${vip6(1)}]:80`;
+  services.push(svc4, svc6);
   execFileSync('ipvsadm', ['-A', '-t', svc4, '-s', 'rr']);
   execFileSync('ipvsadm', ['-a', '-t', svc4, '-r', `${server.ipv4}:${PORT}`, '-m']);
   execFileSync('ipvsadm', ['-A', '-t', svc6, '-s', 'rr']);
