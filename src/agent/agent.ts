@@ -33,7 +33,10 @@ export async function runAgent(options: AgentOptions): Promise<void> {
   await ipvs.info();
 
   if (options.setSysctls) await applyRecommendedSysctls(log);
-  await logExposure(log, metrics);
+  // The verdict is advice: a node whose sysctls cannot be read still gets its stale real servers cleaned.
+  await logExposure(log, metrics).catch((err: unknown) =>
+    log.warn('could not assess port-reuse exposure', { error: err instanceof Error ? err.message : String(err) }),
+  );
 
   const informers = new ClusterInformers(loadKubeConfig(options.kubeconfig));
   const nodeAddresses = options.nodePortAddresses ?? localNodeAddresses();
