@@ -76,7 +76,7 @@ const DEFAULT_TIMEOUT_MS = 20 * 60 * 1000;
 const QEMU = 'qemu-system-x86_64';
 const BUSYBOX_CANDIDATES = ['/bin/busybox', '/usr/bin/busybox'];
 // Bump when init or the initramfs layout changes: part of the cache key.
-const INITRAMFS_FORMAT = 3;
+const INITRAMFS_FORMAT = 4;
 
 /** Modules the VM needs; dependencies (modules.dep) and soft dependencies are added automatically. */
 export const REQUIRED_MODULES = [
@@ -337,8 +337,14 @@ mount -t devtmpfs devtmpfs /host/dev || die "mount /dev"
 mkdir -p /host/dev/shm /host/dev/pts
 mount -t tmpfs -o mode=1777,nosuid,nodev shm /host/dev/shm || die "mount /dev/shm"
 mount -t devpts -o newinstance,ptmxmode=0666 devpts /host/dev/pts || true
+# The guest's /tmp is a fresh tmpfs, which would hide a checkout that lives under the host's /tmp (CI may
+# clone there): keep the host's /tmp reachable at /run/host-tmp for run.sh to bind back.
+mkdir -p /orig-tmp
+mount -o bind /host/tmp /orig-tmp || die "bind the host's /tmp"
 mount -t tmpfs -o mode=1777 tmpfs /host/tmp || die "mount /tmp"
 mount -t tmpfs -o mode=0755 tmpfs /host/run || die "mount /run"
+mkdir -p /host/run/host-tmp
+mount -o bind /orig-tmp /host/run/host-tmp || die "bind the host's /tmp back"
 mkdir -p /host${VM_OUT_GUEST}
 mount9p out /host${VM_OUT_GUEST} ""
 ip link set lo up || die "lo up"
@@ -449,6 +455,9 @@ export async function runInVm(opts: RunInVmOptions): Promise<RunInVmResult> {
       `exec >${H}/output.log 2>&1`,
       'for v in $(env | sed -n "s/^\\([A-Za-z_][A-Za-z0-9_]*\\)=.*/\\1/p"); do unset "$v" 2>/dev/null; done',
       ...Object.entries(env).map(([k, v]) => `export ${k}=${shq(v)}`),
+      ...(root.startsWith('/tmp/')
+        ? [`mkdir -p ${shq(root)} && mount --bind ${shq(`/run/host-tmp/${root.slice('/tmp/'.length)}`)} ${shq(root)}`]
+        : []),
       `cd ${shq(root)} || { echo "vm: cannot cd to the repo ${root}"; echo 125 > ${H}/exit-code; exit 125; }`,
       `/bin/bash ${H}/script.sh`,
       'rc=$?',
