@@ -6,7 +6,6 @@ import { describeIpvsError } from '../ipvs/errors.js';
 import { doctor } from './doctor.js';
 import { list } from './list.js';
 import { parseRunOptions, runHelp, UsageError } from './options.js';
-import { runAgent } from '../agent/agent.js';
 
 const usage = `usage: ipvs-janitor <command> [flags]
 
@@ -30,7 +29,10 @@ async function main(argv: string[]): Promise<void> {
         process.stdout.write(runHelp);
         return;
       }
-      return runAgent(parseRunOptions(rest, process.env));
+      const options = parseRunOptions(rest, process.env);
+      // Loaded on demand: list and doctor need not pay for the Kubernetes client.
+      const { runAgent } = await import('../agent/agent.js');
+      return runAgent(options);
     }
     case 'doctor': {
       const { values } = parseArgs({ args: rest, options: { json: { type: 'boolean', default: false } } });

@@ -1,0 +1,194 @@
+// What one benchmark boot measured, and its rendering as the results table (Markdown, so it pastes into the README).
+
+/** Milliseconds. */
+export interface Distribution {
+  samples: number;
+  p50: number;
+  p99: number;
+  max: number;
+}
+
+export interface ReadFigures {
+  services: number;
+  destinations: number;
+  /** readTable() in this process, per run. */
+  ourMs: number[];
+  /** `ipvsadm -Ln > /dev/null`, the whole process, per run; interleaved with ours so both see the same load. */
+  ipvsadmMs: number[];
+  /** `ipvs-janitor list > /dev/null`, the whole process, per run. */
+  cliMs: number[];
+  /** The ipvsadm runs interleaved with the CLI runs. */
+  cliIpvsadmMs: number[];
+}
+
+export interface LatencyFigures {
+  services: number;
+  /** The agent's own measure: its event_to_deletion histogram, read per deletion (exact: one observation each). */
+  agent: Distribution;
+  /** From the stand-in's write to the agent's "deleted real server" log line (wall clock, 1 ms resolution). */
+  endToEnd: Distribution;
+  /** One GET_DEST dump of the service plus one DEL_DEST, by this process's client, interleaved with the above. */
+  floor: Distribution;
+}
+
+export interface ProfileEntry {
+  function: string;
+  location: string;
+  selfPercent: number;
+}
+
+export interface BenchResults {
+  date: string;
+  kernel: string;
+  node: string;
+  /** The VM's clock source: under emulation every clock read may trap, which matters to per-request costs. */
+  clockSource: string;
+  read: ReadFigures[];
+  /**
+   * perf_hooks.monitorEventLoopDelay during the in-process reads of the largest table (the worst run), and over
+   * as long a stretch of this process doing nothing: what the VM and the host's load add by themselves.
+   */
+  eventLoopDelay: { services: number; resolutionMs: number; p99Ms: number; maxMs: number; idleP99Ms: number; idleMaxMs: number };
+  /**
+   * Whole processes: `node -e 0`, and Node importing src/agent/agent.js, which the CLI's entry point imports for
+   * every command, `list` included; with that process's resident memory once loaded.
+   */
+  startup: { nodeMs: number; agentImportMs: number; agentImportRssMiB: number };
+  memory: { services: number; endpoints: number; vmRssMiB: number; vmHwmMiB: number; syncSeconds: number; resyncSeconds: number };
+  latency: LatencyFigures[];
+  /** Where an in-process read's time goes, when it is slower than ipvsadm's: self time per function. */
+  profile?: { services: number; entries: ProfileEntry[] };
+  totalSeconds: number;
+}
+
+/** Linear interpolation between order statistics. */
+export function percentile(values: readonly number[], p: number): number {
+  if (values.length === 0) throw new Error('percentile of no samples');
+  const sorted = [...values].sort((a, b) => a - b);
+  const rank = (p / 100) * (sorted.length - 1);
+  const lo = Math.floor(rank);
+  const hi = Math.ceil(rank);
+  return sorted[lo]! + (sorted[hi]! - sorted[lo]!) * (rank - lo);
+}
+
+export const median = (values: readonly number[]): number => percentile(values, 50);
+
+export function distribution(values: readonly number[]): Distribution {
+  return { samples: values.length, p50: percentile(values, 50), p99: percentile(values, 99), max: Math.max(...values) };
+}
+
+export const TARGETS = {
+  readRatio: 1.0,
+  latencyRatio: 1.2,
+  floorMultiple: 2,
+  memoryMiB: 150,
+  eventLoopDelayMs: 20,
+} as const;
+
+const ms = (v: number): string => (v >= 1000 ? `${(v / 1000).toFixed(2)} s` : `${v.toFixed(1)} ms`);
+const verdict = (ok: boolean): string => (ok ? 'met' : '**missed**');
+const k = (n: number): string => (n >= 1000 ? `${n / 1000}k` : String(n));
+
+export function renderTable(r: BenchResults): string {
+  const rows: string[][] = [];
+  for (const read of r.read) {
+    const size = `${k(read.services)} services × ${read.destinations / read.services}`;
+    const ours = median(read.ourMs);
+    const theirs = median(read.ipvsadmMs);
+    rows.push([
+      `full read, ${size}: readTable in-process / \`ipvsadm -Ln\``,
+      `${ms(ours)} / ${ms(theirs)} = **${(ours / theirs).toFixed(2)}** (medians, n=${read.ourMs.length})`,
+      `≤ ${TARGETS.readRatio.toFixed(1)}`,
+      verdict(ours / theirs <= TARGETS.readRatio),
+    ]);
+    const cli = median(read.cliMs);
+    const cliTheirs = median(read.cliIpvsadmMs);
+    rows.push([
+      `full read, ${size}: \`ipvs-janitor list\` process / \`ipvsadm -Ln\` process`,
+      `${ms(cli)} / ${ms(cliTheirs)} = **${(cli / cliTheirs).toFixed(2)}** (medians, n=${read.cliMs.length})`,
+      `≤ ${TARGETS.readRatio.toFixed(1)}`,
+      verdict(cli / cliTheirs <= TARGETS.readRatio),
+    ]);
+  }
+  const [small, large] = [...r.latency].sort((a, b) => a.services - b.services);
+  for (const l of r.latency) {
+    rows.push([
+      `event → deletion, ${k(l.services)} services: agent (event received → deleted), p50 / p99`,
+      `${ms(l.agent.p50)} / ${ms(l.agent.p99)} (n=${l.agent.samples})`,
+      `p99 ≤ ${TARGETS.floorMultiple} × floor p99 = ${ms(TARGETS.floorMultiple * l.floor.p99)}`,
+      verdict(l.agent.p99 <= TARGETS.floorMultiple * l.floor.p99),
+    ]);
+    rows.push([
+      `event → deletion, ${k(l.services)} services: end to end (stand-in write → deleted), p50 / p99`,
+      `${ms(l.endToEnd.p50)} / ${ms(l.endToEnd.p99)}`,
+      `p99 ≤ ${TARGETS.floorMultiple} × floor p99 = ${ms(TARGETS.floorMultiple * l.floor.p99)}`,
+      verdict(l.endToEnd.p99 <= TARGETS.floorMultiple * l.floor.p99),
+    ]);
+    rows.push([
+      `floor, ${k(l.services)} services: one GET_DEST dump + one DEL_DEST, p50 / p99`,
+      `${ms(l.floor.p50)} / ${ms(l.floor.p99)}`,
+      '',
+      '',
+    ]);
+  }
+  if (small && large && small !== large) {
+    const ratio = (pick: (l: LatencyFigures) => number): number => pick(large) / pick(small);
+    for (const [what, of] of [
+      ['agent', (l: LatencyFigures) => l.agent],
+      ['end to end', (l: LatencyFigures) => l.endToEnd],
+    ] as const) {
+      const p99 = ratio((l) => of(l).p99);
+      rows.push([
+        `event → deletion p99, ${what}: ${k(large.services)} / ${k(small.services)} services (p50 ratio; the floor's p99 ratio)`,
+        `**${p99.toFixed(2)}** (${ratio((l) => of(l).p50).toFixed(2)}; ${ratio((l) => l.floor.p99).toFixed(2)})`,
+        `≤ ${TARGETS.latencyRatio}`,
+        verdict(p99 <= TARGETS.latencyRatio),
+      ]);
+    }
+  }
+  const m = r.memory;
+  rows.push([
+    `agent RSS, ${k(m.services)} Services + ${k(m.endpoints)} endpoints, after sync + full resync (peak)`,
+    `**${m.vmRssMiB.toFixed(0)} MiB** (${m.vmHwmMiB.toFixed(0)} MiB)`,
+    `≤ ${TARGETS.memoryMiB} MiB`,
+    verdict(m.vmRssMiB <= TARGETS.memoryMiB),
+  ]);
+  rows.push([
+    `agent full resync, ${k(m.services)} Services (an event arriving meanwhile waits for it)`,
+    `${m.resyncSeconds.toFixed(1)} s`,
+    '',
+    '',
+  ]);
+  const e = r.eventLoopDelay;
+  rows.push([
+    `event-loop delay during a full read of ${k(e.services)} services, p99 (max); idle: p99 (max)`,
+    `**${e.p99Ms.toFixed(1)} ms** (${e.maxMs.toFixed(1)} ms); idle ${e.idleP99Ms.toFixed(1)} ms (${e.idleMaxMs.toFixed(1)} ms)`,
+    `≤ ${TARGETS.eventLoopDelayMs} ms`,
+    verdict(e.p99Ms <= TARGETS.eventLoopDelayMs),
+  ]);
+  rows.push([
+    'process start: `node -e 0` / Node importing the agent module (as every CLI command does), and its RSS',
+    `${ms(r.startup.nodeMs)} / ${ms(r.startup.agentImportMs)}, ${r.startup.agentImportRssMiB.toFixed(0)} MiB`,
+    '',
+    '',
+  ]);
+  const lines = [
+    `Measured ${r.date} in one QEMU/TCG boot (kernel ${r.kernel}, Node ${r.node}, clock source ${r.clockSource}); ` +
+      'every ratio compares two times from that boot.',
+    '',
+    '| figure | measured | target | |',
+    '|---|---|---|---|',
+    ...rows.map((row) => `| ${row.join(' | ')} |`),
+  ];
+  if (r.profile) {
+    lines.push(
+      '',
+      `Where an in-process read of ${k(r.profile.services)} services spends its time (CPU profile, self time):`,
+      '',
+      '| self | function | where |',
+      '|---|---|---|',
+      ...r.profile.entries.map((p) => `| ${p.selfPercent.toFixed(1)} % | ${p.function} | ${p.location} |`),
+    );
+  }
+  return `${lines.join('\n')}\n`;
+}

@@ -1,0 +1,142 @@
+// The demo's client, run in its own netns for the whole demo: node load.js
+// Takes one JSON command per line on stdin (LoadCommand), answers with JSON lines on stdout (LoadEvent), and
+// exits when stdin closes. Every request is a new connection ("Connection: close", no agent), so with the
+// client netns's 64 source ports each one reuses a tuple that IPVS still remembers.
+import { request } from 'node:http';
+import { createInterface } from 'node:readline';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { RequestRecord } from './report.js';
+
+export type LoadCommand =
+  | { cmd: 'start'; host: string; port: number; concurrency: number; timeoutMs: number }
+  /** Slow requests; each reports the pod that took it as soon as the first bytes arrive. */
+  | { cmd: 'long'; count: number; ms: number; timeoutMs: number }
+  | { cmd: 'stop' };
+
+export type LoadEvent =
+  | { event: 'ready' }
+  | { event: 'started' }
+  | { event: 'long-started'; pod: string | undefined }
+  | { event: 'stopped'; records: RequestRecord[]; portsExhausted: number }
+  | { event: 'error'; message: string };
+
+const emit = (event: LoadEvent): void => void process.stdout.write(`${JSON.stringify(event)}\n`);
+
+const podOf = (body: string): string | undefined => /^pod (\S+)/.exec(body)?.[1];
+
+interface Target {
+  host: string;
+  port: number;
+}
+
+/** 'no-port' when every local port was taken: nothing was sent, so it is neither a request nor a failure. */
+function get(
+  target: Target,
+  kind: RequestRecord['kind'],
+  path: string,
+  timeoutMs: number,
+  onFirstBytes?: (pod: string | undefined) => void,
+): Promise<RequestRecord | 'no-port'> {
+  return new Promise((resolve) => {
+    const startedAt = Date.now();
+    let body = '';
+    let settled = false;
+    const req = request({ ...target, path, agent: false, headers: { Connection: 'close' } });
+    const finish = (error?: string): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      // Bound at connect(), so known even for a connection that never got an answer.
+      const port = req.socket?.localPort;
+      req.destroy();
+      if (error === 'EADDRNOTAVAIL') return resolve('no-port');
+      const pod = podOf(body);
+      resolve({ kind, startedAt, endedAt: Date.now(), ...(port ? { port } : {}), ...(pod ? { pod } : {}), ...(error ? { error } : {}) });
+    };
+    const timer = setTimeout(() => finish('TIMEOUT'), timeoutMs);
+    req.on('error', (err: NodeJS.ErrnoException) => finish(err.code ?? err.message));
+    req.on('response', (res) => {
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => {
+        const first = body === '';
+        body += chunk;
+        if (first) onFirstBytes?.(podOf(body));
+      });
+      res.on('end', () => {
+        const whole = res.statusCode === 200 && podOf(body) !== undefined && (kind === 'short' || body.endsWith(' done\n'));
+        finish(whole ? undefined : 'INCOMPLETE');
+      });
+      res.on('error', (err: NodeJS.ErrnoException) => finish(err.code ?? err.message));
+      // Without 'end' first, the connection went away mid-answer.
+      res.on('close', () => finish('INCOMPLETE'));
+    });
+    req.end();
+  });
+}
+
+interface Run {
+  target: Target;
+  stopping: boolean;
+  records: RequestRecord[];
+  portsExhausted: number;
+  pending: Promise<void>[];
+}
+
+let run: Run | undefined;
+
+async function loop(r: Run, timeoutMs: number): Promise<void> {
+  while (!r.stopping) {
+    const result = await get(r.target, 'short', '/', timeoutMs);
+    if (result !== 'no-port') r.records.push(result);
+    else {
+      r.portsExhausted++;
+      await sleep(5);
+    }
+  }
+}
+
+async function handle(command: LoadCommand): Promise<void> {
+  switch (command.cmd) {
+    case 'start': {
+      if (run) throw new Error('already running: stop first');
+      const target = { host: command.host, port: command.port };
+      const r: Run = (run = { target, stopping: false, records: [], portsExhausted: 0, pending: [] });
+      for (let i = 0; i < command.concurrency; i++) r.pending.push(loop(r, command.timeoutMs));
+      emit({ event: 'started' });
+      return;
+    }
+    case 'long': {
+      const r = run;
+      if (!r) throw new Error('long requests need a running load: start first');
+      for (let i = 0; i < command.count; i++) {
+        const path = `/slow?ms=${command.ms}`;
+        const onFirstBytes = (pod: string | undefined) => emit({ event: 'long-started', pod });
+        r.pending.push(
+          get(r.target, 'long', path, command.timeoutMs, onFirstBytes).then((result) => {
+            // A slow request is sent once; a full port range is a failure of the setup, not of IPVS.
+            const now = Date.now();
+            r.records.push(result === 'no-port' ? { kind: 'long', startedAt: now, endedAt: now, error: 'EADDRNOTAVAIL' } : result);
+          }),
+        );
+      }
+      return;
+    }
+    case 'stop': {
+      const r = run;
+      if (!r) throw new Error('not running');
+      r.stopping = true;
+      await Promise.all(r.pending);
+      run = undefined;
+      emit({ event: 'stopped', records: r.records, portsExhausted: r.portsExhausted });
+      return;
+    }
+  }
+}
+
+createInterface({ input: process.stdin }).on('line', (line) => {
+  if (line.trim() === '') return;
+  void handle(JSON.parse(line) as LoadCommand).catch((err: unknown) =>
+    emit({ event: 'error', message: err instanceof Error ? err.message : String(err) }),
+  );
+});
+emit({ event: 'ready' });

@@ -1,0 +1,47 @@
+// `npm run demo`: boots the test VM once, plays the rollout for every agent policy under both kernel behaviours
+// inside it (test/demo/vm-main.ts), and prints the table.
+//   npm run demo [-- --json] [-- --full] [-- --keep]
+// Progress goes to stderr; stdout carries the table, or with --json exactly one JSON object.
+import { readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { runInVm, tailLines } from '../vm/harness.js';
+import { formatReport, parseDemoResult, RESULT_FILE } from './report.js';
+
+const { values } = parseArgs({
+  options: {
+    json: { type: 'boolean', default: false },
+    full: { type: 'boolean', default: false },
+    keep: { type: 'boolean', default: false },
+    help: { type: 'boolean', short: 'h' },
+  },
+});
+if (values.help) {
+  process.stdout.write(
+    'usage: npm run demo [-- --json] [-- --full] [-- --keep]\n' +
+      '  --json  one JSON object on stdout\n' +
+      '  --full  longer runs: over two minutes after each death (about 20 minutes in all)\n' +
+      '  --keep  keep the VM results dir: each scene\'s raw request records, marks and watcher events\n',
+  );
+  process.exit(0);
+}
+
+const started = Date.now();
+const vm = await runInVm({
+  script: `exec node dist/test/demo/vm-main.js${values.full ? ' --full' : ''}`,
+  timeoutMs: (values.full ? 60 : 25) * 60_000,
+  onOutput: (chunk) => process.stderr.write(chunk.replace(/^(?=.)/gm, '[vm] ')),
+});
+if (vm.exitCode !== 0) {
+  process.stderr.write(`demo failed inside the VM (exit ${vm.exitCode}); results dir ${vm.outDir}\n${tailLines(vm.output, 30)}\n`);
+  process.exit(1);
+}
+const result = parseDemoResult(readFileSync(join(vm.outDir, RESULT_FILE), 'utf8'));
+if (values.keep) process.stderr.write(`raw records: ${vm.outDir}/scene-*.json\n`);
+else rmSync(vm.outDir, { recursive: true, force: true });
+const wallMs = Date.now() - started;
+if (values.json) process.stdout.write(`${JSON.stringify({ ...result, wallMs, vmBootMs: vm.bootMs })}\n`);
+else {
+  const seconds = (ms: number) => Math.round(ms / 1000);
+  process.stdout.write(`${formatReport(result)}\n\nWhole demo: ${seconds(wallMs)} s (VM boot ${seconds(vm.bootMs)} s).\n`);
+}

@@ -1,0 +1,284 @@
+// The demo's pure parts on the host: the scenes and the objects and kube-proxy steps of each rollout phase
+// (read back through the agent's own mapping), the aggregation of request records, the result parser and the table.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
+import { parseRunOptions } from '../../src/cli/options.js';
+import { desiredVirtualServices } from '../../src/k8s/mapping.js';
+import { toServiceRecord, toSliceRecord } from '../../src/k8s/records.js';
+import { addressPortKey } from '../../src/reconcile/keys.js';
+import {
+  describeRemoval,
+  formatReport,
+  formatTable,
+  parseDemoResult,
+  summarize,
+  type DemoResult,
+  type RequestRecord,
+  type ScenarioMarks,
+  type ScenarioResult,
+} from './report.js';
+import {
+  agentArgs,
+  CLIENT_POD,
+  DEFAULT_TIMINGS,
+  demoScenes,
+  EMULATION_TEXT,
+  flipsOnRemoval,
+  kubeProxySteps,
+  PHASES,
+  scene,
+  serviceObject,
+  sliceObject,
+  sysctlsFor,
+  virtualServiceKey,
+  type Phase,
+} from './scene.js';
+
+describe('scenes', () => {
+  const scenes = demoScenes();
+
+  it('every emulation with every policy once, no agent first', () => {
+    assert.deepEqual(
+      scenes.map((s) => `${s.index} ${s.emulation} ${s.policy}`),
+      [
+        '1 old-kernel none',
+        '2 old-kernel immediate',
+        '3 old-kernel graceful',
+        '4 new-kernel none',
+        '5 new-kernel immediate',
+        '6 new-kernel graceful',
+      ],
+    );
+  });
+
+  it('no two scenes (or a scene and the client) share a VIP, a pod name or a pod address', () => {
+    const pods = [CLIENT_POD, ...scenes.flatMap((s) => [s.pods.old, s.pods.new])];
+    for (const values of [scenes.map((s) => s.vip), pods.map((p) => p.name), pods.map((p) => p.ipv4), pods.map((p) => `${p.index}`)])
+      assert.equal(new Set(values).size, values.length, String(values));
+    for (const p of pods) assert.match(p.name, /^[a-z0-9][a-z0-9-]{0,11}$/, 'a netns.ts pod name');
+  });
+});
+
+/** The agent's view of the demo's objects: "address:port condition" per endpoint of each virtual service. */
+function agentView(s: ReturnType<typeof scene>, phase: Phase): string[] {
+  const service = toServiceRecord(serviceObject(s) as V1Service);
+  const vss = desiredVirtualServices(service, [toSliceRecord(sliceObject(s, phase) as unknown as V1EndpointSlice)], []);
+  assert.equal(vss.length, 1);
+  assert.deepEqual(vss[0]!.key, virtualServiceKey(s));
+  assert.deepEqual(vss[0]!.service, { namespace: 'demo', name: s.serviceName });
+  return vss[0]!.endpoints.map((e) => `${addressPortKey(e.address, e.port)} ${e.condition}`);
+}
+
+describe('rollout phases', () => {
+  const s = scene(3, 'graceful', 'old-kernel');
+  const old = `${s.pods.old.ipv4}:8080`;
+  const neu = `${s.pods.new.ipv4}:8080`;
+
+  it('the agent reads each phase\'s slice as the rollout means it', () => {
+    assert.deepEqual(
+      PHASES.map((phase) => [phase, agentView(s, phase)]),
+      [
+        ['old-ready', [`${old} ready`]],
+        ['new-ready', [`${old} ready`, `${neu} ready`]],
+        ['old-terminating', [`${old} terminating-serving`, `${neu} ready`]],
+        ['old-gone', [`${neu} ready`]],
+      ],
+    );
+  });
+
+  it('slices carry the Service label, IPv4, the named target port and all three conditions', () => {
+    const slice = sliceObject(s, 'old-terminating') as unknown as V1EndpointSlice;
+    assert.equal(slice.metadata?.labels?.['kubernetes.io/service-name'], 'web-3');
+    assert.equal(slice.addressType, 'IPv4');
+    assert.deepEqual(slice.ports, [{ name: 'http', port: 8080, protocol: 'TCP' }]);
+    assert.deepEqual(slice.endpoints[0]?.conditions, { ready: false, serving: true, terminating: true });
+    assert.deepEqual(slice.endpoints[1]?.conditions, { ready: true, serving: true, terminating: false });
+    // One slice object through the rollout: each phase replaces it, as the controller updates it.
+    assert.equal(new Set(PHASES.map((p) => sliceObject(s, p).metadata.name)).size, 1);
+  });
+
+  it('kube-proxy: service and old real server, new at weight 1, old at weight 0, then delete only if idle', () => {
+    const rs = (pod: typeof s.pods.old, weight: number) => ({ family: 'ipv4', address: pod.ipv4, port: 8080, forwarding: 'masq', weight });
+    assert.deepEqual(
+      PHASES.map((phase) => kubeProxySteps(s, phase)),
+      [
+        [
+          { op: 'create-service', spec: { key: { kind: 'address', family: 'ipv4', protocol: 'tcp', address: s.vip, port: 80 }, scheduler: 'rr' } },
+          { op: 'create-destination', dest: rs(s.pods.old, 1) },
+        ],
+        [{ op: 'create-destination', dest: rs(s.pods.new, 1) }],
+        [{ op: 'update-destination', dest: rs(s.pods.old, 0) }],
+        [{ op: 'delete-if-idle', dest: { family: 'ipv4', address: s.pods.old.ipv4, port: 8080 } }],
+      ],
+    );
+  });
+});
+
+describe('kernel emulations and agent flags', () => {
+  it('old kernel: reuse mode 0 and expire_nodest_conn 0 until the watcher flips it; new kernel: kube-proxy\'s 5.9+ values', () => {
+    const values = (e: 'old-kernel' | 'new-kernel') => Object.fromEntries(sysctlsFor(e).map((x) => [x.name, x.value]));
+    assert.deepEqual(values('old-kernel'), { conntrack: 1, expireQuiescentTemplate: 1, connReuseMode: 0, expireNodestConn: 0 });
+    assert.deepEqual(values('new-kernel'), { conntrack: 1, expireQuiescentTemplate: 1, connReuseMode: 1, expireNodestConn: 1 });
+    assert.equal(flipsOnRemoval('old-kernel'), true);
+    assert.equal(flipsOnRemoval('new-kernel'), false);
+    assert.match(EMULATION_TEXT['old-kernel'], /expire_nodest_conn stays 0 while the old real server exists/);
+  });
+
+  it('the agent\'s flags parse as the run command parses them', () => {
+    for (const policy of ['immediate', 'graceful'] as const) {
+      const [command, ...flags] = agentArgs(policy, '/tmp/kubeconfig');
+      assert.equal(command, 'run');
+      const options = parseRunOptions(flags, {});
+      assert.deepEqual(
+        [options.policy, options.kubeconfig, options.resyncPeriodMs, options.metricsAddress, options.nodePortAddresses],
+        [{ mode: policy }, '/tmp/kubeconfig', 60_000, '127.0.0.1:0', ['127.0.0.1']],
+      );
+    }
+  });
+});
+
+const marks: ScenarioMarks = { terminatingAt: 10_000, sliceRemovedAt: 16_000, deathAt: 16_050 };
+const short = (startedAt: number, error?: string): RequestRecord => ({
+  kind: 'short',
+  startedAt,
+  endedAt: startedAt + 5,
+  pod: 'd1-old',
+  ...(error ? { error } : {}),
+});
+
+describe('summarize', () => {
+  const records: RequestRecord[] = [
+    short(1000),
+    short(12_000, 'TIMEOUT'), // failed, but before the death
+    short(16_049),
+    short(16_050, 'EHOSTUNREACH'),
+    short(20_000, 'TIMEOUT'),
+    short(21_000),
+    { kind: 'long', startedAt: 9000, endedAt: 13_000, pod: 'd1-old' },
+    { kind: 'long', startedAt: 9000, endedAt: 11_000, pod: 'd1-old', error: 'ECONNRESET' },
+  ];
+  const base = { policy: 'immediate', emulation: 'old-kernel', records, marks, removedBy: undefined, portsExhausted: 7 } as const;
+
+  it('counts short requests overall and those started once the pod began dying; long ones apart', () => {
+    const r = summarize(base);
+    assert.deepEqual(
+      { ...r, errors: { ...r.errors } },
+      {
+        policy: 'immediate',
+        emulation: 'old-kernel',
+        requests: 6,
+        failed: 3,
+        requestsAfterDeath: 3,
+        failedAfterDeath: 2,
+        lastFailureAfterDeathMs: 3950,
+        afterRemoval: null,
+        errors: { TIMEOUT: 2, EHOSTUNREACH: 1, ECONNRESET: 1 },
+        longRequests: 2,
+        longBroken: 1,
+        realServerRemoval: null,
+        portsExhausted: 7,
+      },
+    );
+  });
+
+  it('times the real server\'s removal from weight 0 and from the slice, negative when it went first', () => {
+    const before = summarize({ ...base, marks: { ...marks, realServerGoneAt: 10_040 }, removedBy: 'agent (immediate)' });
+    assert.deepEqual(before.realServerRemoval, { afterWeightZeroMs: 40, afterSliceRemovalMs: -5960, by: 'agent (immediate)' });
+    const after = summarize({ ...base, marks: { ...marks, realServerGoneAt: 16_035 } });
+    assert.deepEqual(after.realServerRemoval, { afterWeightZeroMs: 6035, afterSliceRemovalMs: 35, by: '?' });
+  });
+
+  it('what is left once the pod is dead and the real server gone: requests started after both', () => {
+    assert.deepEqual(summarize({ ...base, marks: { ...marks, realServerGoneAt: 10_040 } }).afterRemoval, { requests: 3, failed: 2 });
+    assert.deepEqual(summarize({ ...base, marks: { ...marks, realServerGoneAt: 20_500 } }).afterRemoval, { requests: 1, failed: 0 });
+    const flipped = { ...marks, realServerGoneAt: 16_040, emulationCompleteAt: 20_500 };
+    assert.deepEqual(summarize({ ...base, marks: flipped }).afterRemoval, { requests: 1, failed: 0 }, 'the emulation counts once it is complete');
+  });
+
+  it('no failure after the death: lastFailureAfterDeathMs is null', () => {
+    assert.equal(summarize({ ...base, records: [short(16_100), short(12_000, 'TIMEOUT')] }).lastFailureAfterDeathMs, null);
+  });
+});
+
+function result(scenarios: ScenarioResult[]): DemoResult {
+  return {
+    date: '2026-11-25',
+    kernelRelease: '6.1.0-56-amd64',
+    mode: 'default',
+    timings: DEFAULT_TIMINGS,
+    emulations: { ...EMULATION_TEXT },
+    scenarios,
+    scenariosMs: 200_000,
+  };
+}
+
+const none: ScenarioResult = summarize({
+  policy: 'none',
+  emulation: 'old-kernel',
+  records: [short(1000), short(17_000, 'TIMEOUT'), short(18_000, 'TIMEOUT')],
+  marks,
+  removedBy: undefined,
+  portsExhausted: 0,
+});
+const graceful: ScenarioResult = summarize({
+  policy: 'graceful',
+  emulation: 'new-kernel',
+  records: [short(1000), short(17_000)],
+  marks: { ...marks, realServerGoneAt: 16_042 },
+  removedBy: 'agent (endpoint-gone)',
+  portsExhausted: 0,
+});
+
+describe('parseDemoResult', () => {
+  it('round-trips what the VM writes', () => {
+    const r = result([none, graceful]);
+    assert.deepEqual(parseDemoResult(JSON.stringify(r)), r);
+  });
+
+  it('names what is wrong', () => {
+    assert.throws(() => parseDemoResult('{"date":'), /demo result: not JSON/);
+    assert.throws(() => parseDemoResult(JSON.stringify({ ...result([none]), scenarios: [] })), /no scenarios/);
+    assert.throws(() => parseDemoResult(JSON.stringify(result([{ ...none, failedAfterDeath: -1 }]))), /scenario 0: failedAfterDeath is not a count/);
+    assert.throws(() => parseDemoResult(JSON.stringify(result([{ ...none, policy: 'always' as 'none' }]))), /unknown policy always/);
+    assert.throws(
+      () => parseDemoResult(JSON.stringify(result([{ ...none, realServerRemoval: {} as ScenarioResult['realServerRemoval'] }]))),
+      /realServerRemoval is neither null nor a removal/,
+    );
+    assert.throws(() => parseDemoResult(JSON.stringify(result([{ ...none, afterRemoval: { requests: 1, failed: 0 } }]))), /disagree/);
+  });
+});
+
+describe('table', () => {
+  it('one aligned Markdown row per scenario', () => {
+    const lines = formatTable([none, graceful]).split('\n');
+    assert.equal(lines.length, 4);
+    assert.equal(new Set(lines.map((l) => l.length)).size, 1, 'every line as wide as the header');
+    assert.match(lines[0]!, /^\| kernel +\| agent +\| requests \| failed after the pod died \| failed once the real server was gone \| failed overall \|/);
+    assert.match(lines[1]!, /^\|-+\|-+\|-+:\|-+:\|-+:\|/);
+    assert.deepEqual(
+      lines.slice(2).map((l) => l.split('|').slice(1, -1).map((c) => c.trim())),
+      [
+        ['old-kernel', 'no agent', '3', '2 of 2, last at +1.95 s', '-', '2', '0 of 0', 'never (still there at the end)'],
+        ['new-kernel', '--policy graceful', '2', '0 of 1', '0 of 1', '0', '0 of 0', '0.04 s after the endpoint left the slice; by agent (endpoint-gone)'],
+      ],
+    );
+  });
+
+  it('a removal before the endpoint left the slice is told as such', () => {
+    assert.equal(
+      describeRemoval({ afterWeightZeroMs: 51, afterSliceRemovalMs: -5949, by: 'agent (immediate)' }),
+      '0.05 s after weight 0, before the endpoint left the slice; by agent (immediate)',
+    );
+  });
+
+  it('the report states the kernel, the timeline and what each emulation is', () => {
+    const text = formatReport(result([none]));
+    assert.match(text, /^IPVS rollout demo, 2026-11-25, kernel 6\.1\.0-56-amd64 in a QEMU VM/);
+    assert.match(text, /4 concurrent short HTTP requests .* 1000 ms timeout/);
+    assert.match(text, /terminating and serving \(weight 0\) for 6\.00 s/);
+    assert.ok(text.includes(`old-kernel: ${EMULATION_TEXT['old-kernel']}.`));
+    assert.ok(text.includes(`new-kernel: ${EMULATION_TEXT['new-kernel']}.`));
+    assert.ok(text.endsWith(formatTable([none])));
+  });
+});

@@ -1,0 +1,72 @@
+// Watches one real server in the kernel's table for the demo, in its own process so the orchestrator's
+// synchronous iproute2 calls never delay it:  node watcher.js
+// JSON commands on stdin (WatchCommand), JSON events on stdout (WatchEvent); exits when stdin closes.
+// For the old-kernel emulation it sets expire_nodest_conn=1 the moment the real server is gone.
+import { createInterface } from 'node:readline';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { sysctlKey } from '../../src/agent/sysctls.js';
+import { IpvsClient } from '../../src/ipvs/client.js';
+import type { DestinationKey, ServiceKey } from '../../src/ipvs/types.js';
+import { destinationKeyString } from '../../src/reconcile/keys.js';
+import { setSysctl } from '../support/netns.js';
+
+export type WatchCommand =
+  | { cmd: 'watch'; service: ServiceKey; dest: DestinationKey; flipExpireNodestConn: boolean }
+  | { cmd: 'stop' };
+
+export type WatchEvent =
+  | { event: 'ready' }
+  | { event: 'watching' }
+  /** `at`: Date.now() of the first read without the real server; `flippedAt`: when expire_nodest_conn became 1. */
+  | { event: 'gone'; at: number; flippedAt?: number }
+  | { event: 'stopped' }
+  | { event: 'error'; message: string };
+
+const POLL_INTERVAL_MS = 10;
+
+const emit = (event: WatchEvent): void => void process.stdout.write(`${JSON.stringify(event)}\n`);
+
+const ipvs = await IpvsClient.open();
+let watching: { stop: boolean; done: Promise<void> } | undefined;
+
+async function watch(w: { stop: boolean }, command: Extract<WatchCommand, { cmd: 'watch' }>): Promise<void> {
+  const wanted = destinationKeyString(command.dest);
+  const present = async () => (await ipvs.listDestinations(command.service)).some((d) => destinationKeyString(d) === wanted);
+  if (!(await present())) throw new Error(`${wanted} is not in the table: nothing to watch`);
+  emit({ event: 'watching' });
+  while (!w.stop) {
+    await sleep(POLL_INTERVAL_MS);
+    if (await present()) continue;
+    const at = Date.now();
+    if (!command.flipExpireNodestConn) return emit({ event: 'gone', at });
+    // One synchronous write: until it lands, SYNs of the deleted server's tuples are dropped, which no real
+    // kernel with kube-proxy's settings would do.
+    setSysctl(sysctlKey('expireNodestConn'), 1);
+    emit({ event: 'gone', at, flippedAt: Date.now() });
+    return;
+  }
+}
+
+async function handle(command: WatchCommand): Promise<void> {
+  if (command.cmd === 'watch') {
+    if (watching) throw new Error('already watching: stop first');
+    const w: { stop: boolean; done: Promise<void> } = { stop: false, done: Promise.resolve() };
+    w.done = watch(w, command).catch((err: unknown) => emit({ event: 'error', message: String(err) }));
+    watching = w;
+    return;
+  }
+  if (watching) {
+    watching.stop = true;
+    await watching.done;
+    watching = undefined;
+  }
+  emit({ event: 'stopped' });
+}
+
+createInterface({ input: process.stdin })
+  .on('line', (line) => {
+    if (line.trim() === '') return;
+    void handle(JSON.parse(line) as WatchCommand).catch((err: unknown) => emit({ event: 'error', message: String(err) }));
+  })
+  .on('close', () => ipvs.close());
+emit({ event: 'ready' });
