@@ -161,7 +161,10 @@ describe('ipvs-janitor run against the real kernel', () => {
       await until(async () => !('fd00:240::5:9' in (await weights(clusterV6))), 'stale IPv6 real server leaves');
       assert.equal((await weights(clusterV4))['10.240.5.8'], 1, 'weight > 0 is never deleted');
       assert.equal((await weights(unowned))['10.240.5.9'], 0, 'a virtual service nobody owns is untouched');
-      const deleted = agent.logs.filter((l) => l.message === 'deleted real server');
+      // The log line follows the kernel deletion through a pipe: wait for it rather than race it.
+      const isDeletion = (l: Record<string, unknown>) => l.message === 'deleted real server';
+      await until(() => agent.logs.filter(isDeletion).length >= 3, 'three deletion log lines');
+      const deleted = agent.logs.filter(isDeletion);
       assert.deepEqual(
         deleted.map((l) => [l.service, l.virtualService, l.realServer, l.weight, l.reason, l.trigger]).sort(),
         [
@@ -183,7 +186,9 @@ describe('ipvs-janitor run against the real kernel', () => {
 
       standin.apply(slice('web-v4', 'IPv4', [endpoint('10.240.5.1', 'ready')]));
       for (const key of v4Services) await until(async () => !('10.240.5.2' in (await weights(key))), '.2 deleted after it left the slice');
-      const gone = agent.logs.filter((l) => l.realServer === '10.240.5.2:8080');
+      const isTwo = (l: Record<string, unknown>) => l.realServer === '10.240.5.2:8080';
+      await until(() => agent.logs.filter(isTwo).length >= 2, 'two deletion log lines for .2');
+      const gone = agent.logs.filter(isTwo);
       assert.deepEqual(gone.map((l) => [l.reason, l.trigger, l.policy]), [
         ['endpoint-gone', 'event', 'graceful'],
         ['endpoint-gone', 'event', 'graceful'],
@@ -216,8 +221,8 @@ describe('ipvs-janitor run against the real kernel', () => {
       await ipvs.updateDestination(clusterV4, rs('10.240.5.4', 0));
       standin.apply(slice('web-v4', 'IPv4', [endpoint('10.240.5.1', 'ready'), endpoint('10.240.5.4', 'terminating-serving')]));
       await until(async () => !('10.240.5.4' in (await weights(clusterV4))), 'immediate deletion');
-      const line = agent.logs.find((l) => l.realServer === '10.240.5.4:8080');
-      assert.equal(line?.reason, 'immediate');
+      const line = await agent.waitForLog((l) => l.realServer === '10.240.5.4:8080', 'immediate deletion');
+      assert.equal(line.reason, 'immediate');
       assert.equal((await weights(clusterV4))['10.240.5.1'], 1);
     } finally {
       await agent.stop();
