@@ -20,7 +20,7 @@ if (values.help) {
   process.stdout.write(
     'usage: npm run demo [-- --json] [-- --full] [-- --keep]\n' +
       '  --json  one JSON object on stdout\n' +
-      '  --full  longer runs: over two minutes after each death (about 20 minutes in all)\n' +
+      '  --full  longer runs: over two minutes after each death (about 18 minutes in all)\n' +
       '  --keep  keep the VM results dir: each scene\'s raw request records, marks and watcher events\n',
   );
   process.exit(0);
