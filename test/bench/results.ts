@@ -50,8 +50,8 @@ export interface BenchResults {
    */
   eventLoopDelay: { services: number; resolutionMs: number; p99Ms: number; maxMs: number; idleP99Ms: number; idleMaxMs: number };
   /**
-   * Whole processes: `node -e 0`, and Node importing src/agent/agent.js, which the CLI's entry point imports for
-   * every command, `list` included; with that process's resident memory once loaded.
+   * Whole processes: `node -e 0`, and Node importing src/agent/agent.js (the Kubernetes client, logging, metrics),
+   * with that process's resident memory once loaded: the agent's fixed cost before it caches anything.
    */
   startup: { nodeMs: number; agentImportMs: number; agentImportRssMiB: number };
   memory: { services: number; endpoints: number; vmRssMiB: number; vmHwmMiB: number; syncSeconds: number; resyncSeconds: number };
@@ -167,7 +167,7 @@ export function renderTable(r: BenchResults): string {
     verdict(e.p99Ms <= TARGETS.eventLoopDelayMs),
   ]);
   rows.push([
-    'process start: `node -e 0` / Node importing the agent module (as every CLI command does), and its RSS',
+    'process start: `node -e 0` / Node importing the agent module, and that process\'s RSS (the agent\'s fixed cost)',
     `${ms(r.startup.nodeMs)} / ${ms(r.startup.agentImportMs)}, ${r.startup.agentImportRssMiB.toFixed(0)} MiB`,
     '',
     '',
