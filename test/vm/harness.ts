@@ -76,7 +76,7 @@ const DEFAULT_TIMEOUT_MS = 20 * 60 * 1000;
 const QEMU = 'qemu-system-x86_64';
 const BUSYBOX_CANDIDATES = ['/bin/busybox', '/usr/bin/busybox'];
 // Bump when init or the initramfs layout changes: part of the cache key.
-const INITRAMFS_FORMAT = 4;
+const INITRAMFS_FORMAT = 5;
 
 /** Modules the VM needs; dependencies (modules.dep) and soft dependencies are added automatically. */
 export const REQUIRED_MODULES = [
@@ -111,6 +111,38 @@ export const OPTIONAL_MODULES = [
   'ip_vs_mh',
   'ip_vs_fo',
   'ip_vs_ovf',
+] as const;
+
+/**
+ * What kube-proxy's IPVS mode needs (shared/docs/real-kubernetes.md): nf_tables for iptables' nft backend, the
+ * xtables matches and targets its rules use, ip_set types. Loaded at boot from the host root with ONE
+ * `modprobe -a` (one process per module over 9p took 82 s); names the kernel lacks are left out. Without
+ * ipt_REJECT every iptables-restore fails ("Extension REJECT revision 0 not supported").
+ */
+export const KUBE_PROXY_MODULES = [
+  'nf_tables',
+  'nft_compat',
+  'nft_chain_nat',
+  'nft_ct',
+  'nft_masq',
+  'nft_nat',
+  'nf_nat',
+  'x_tables',
+  'xt_comment',
+  'xt_set',
+  'xt_MASQUERADE',
+  'xt_addrtype',
+  'xt_mark',
+  'xt_conntrack',
+  'ipt_REJECT',
+  'ip6t_REJECT',
+  'ip_set',
+  'ip_set_hash_ip',
+  'ip_set_hash_ipport',
+  'ip_set_hash_ipportip',
+  'ip_set_hash_ipportnet',
+  'ip_set_hash_net',
+  'ip_set_bitmap_port',
 ] as const;
 
 /** The repository root (nearest ancestor of this file with a package.json). */
@@ -310,6 +342,12 @@ class Cpio {
   }
 }
 
+// Falls back to busybox's modprobe (initramfs modules only) until the host root is mounted.
+const MODPROBE_HOST = `#!/bin/busybox sh
+[ -d /host/lib/modules ] && exec /bin/busybox chroot /host /sbin/modprobe "$@"
+exec /bin/busybox modprobe "$@"
+`;
+
 const INIT_SCRIPT = String.raw`#!/bin/busybox sh
 /bin/busybox mkdir -p /proc /sys /dev /host /sbin /usr/bin /usr/sbin /tmp
 /bin/busybox --install -s
@@ -347,6 +385,14 @@ mkdir -p /host/run/host-tmp
 mount -o bind /orig-tmp /host/run/host-tmp || die "bind the host's /tmp back"
 mkdir -p /host${VM_OUT_GUEST}
 mount9p out /host${VM_OUT_GUEST} ""
+# Kernel module auto-loading (iptables extensions, ip_set types) runs /sbin/modprobe in this initramfs, whose
+# busybox only knows the modules copied here: /lib/modprobe-host runs the host's modprobe in the chroot, where
+# /lib/modules is the host's tree for this kernel and /sys is the VM's sysfs (mounted above).
+ln -sf /lib/modprobe-host /sbin/modprobe
+echo /sbin/modprobe > /proc/sys/kernel/modprobe
+t0=$(date +%s)
+chroot /host /sbin/modprobe -a $(cat /etc/kube-proxy-modules) || echo "vm-init: modprobe -a of kube-proxy's modules failed"
+echo "vm-init: kube-proxy's modules loaded in $(( $(date +%s) - t0 )) s"
 ip link set lo up || die "lo up"
 [ -f /host${VM_OUT_GUEST}/.harness/run.sh ] || die "no run.sh on the results share"
 echo "@@VM-READY@@"
@@ -362,10 +408,14 @@ export function ensureInitramfs(): { path: string; kernel: NonNullable<ReturnTyp
   const kernel = findKernel();
   if (!kernel) throw new Error('no kernel found in /boot: run .ci/setup');
   const modules = resolveModules(kernel.version, kernel.modulesDir);
+  const db = loadModuleDb(kernel.modulesDir);
+  const kubeProxyModules = KUBE_PROXY_MODULES.filter((m) => db.path.has(m) || db.builtin.has(m));
   const busybox = BUSYBOX_CANDIDATES.find((p) => existsSync(p));
   if (!busybox) throw new Error('busybox not found: run .ci/setup');
   const key = createHash('sha256')
-    .update(JSON.stringify({ f: INITRAMFS_FORMAT, v: kernel.version, modules, init: INIT_SCRIPT, bb: statSync(busybox).size }))
+    .update(
+      JSON.stringify({ f: INITRAMFS_FORMAT, v: kernel.version, modules, kubeProxyModules, init: INIT_SCRIPT, mp: MODPROBE_HOST, bb: statSync(busybox).size }),
+    )
     .digest('hex')
     .slice(0, 16);
   const cacheDir = join(repoRoot(), '.vm');
@@ -380,6 +430,8 @@ export function ensureInitramfs(): { path: string; kernel: NonNullable<ReturnTyp
   cpio.chardev('dev/null', 1, 3, 0o666);
   cpio.file('bin/busybox', readFileSync(busybox), 0o755);
   cpio.file('init', Buffer.from(INIT_SCRIPT), 0o755);
+  cpio.file('lib/modprobe-host', Buffer.from(MODPROBE_HOST), 0o755);
+  cpio.file('etc/kube-proxy-modules', Buffer.from(kubeProxyModules.join(' ') + '\n'));
   const flat: string[] = [];
   for (const rel of modules) {
     let data = readFileSync(join(kernel.modulesDir, rel));
