@@ -94,7 +94,7 @@ export async function runAgent(options: AgentOptions): Promise<void> {
   });
   clearInterval(resync);
   await informers.stop();
-  await janitor.idle();
+  await janitor.stop();
   server.close();
   ipvs.close();
 }

@@ -1,12 +1,15 @@
 // The reconcile loop: turns Service/EndpointSlice events and periodic resyncs into kernel reads, decisions
-// and deletions, one pass at a time so two passes never act on the same virtual service at once.
-import type { IpvsApi, ServiceKey } from '../ipvs/types.js';
+// and deletions. Work goes through a keyed queue (workqueue.ts), one key per Service: an event is processed
+// before any resync step, a Service is never reconciled twice at once, and a resync is a cursor over the
+// Services that an event can overtake between any two of them.
+import type { Destination, IpvsApi, ServiceKey } from '../ipvs/types.js';
 import { isErrno, NetlinkError, NetlinkProtocolError, NetlinkTimeoutError } from '../netlink/errors.js';
 import { decide, type Deletion, type ZeroWeightSince } from '../reconcile/decide.js';
-import { addressPortKey, serviceKeyString } from '../reconcile/keys.js';
+import { addressPortKey, destinationKeyString, serviceKeyString } from '../reconcile/keys.js';
 import type { DesiredVirtualService, Policy, ServiceRef } from '../reconcile/types.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
+import { WorkQueue, type Priority } from './workqueue.js';
 
 /** What the janitor needs from the Kubernetes side: plain data, whatever keeps it. */
 export interface DesiredState {
@@ -30,12 +33,38 @@ export interface JanitorOptions {
 
 type Trigger = { kind: 'event'; firstEventAt: number } | { kind: 'resync' };
 
+/** One full resync: the kernel's virtual services as one dump listed them, and the Services still to visit. */
+interface ResyncPass {
+  /** serviceKeyString() of every virtual service in the kernel when the pass began; undefined until read. */
+  kernel?: Set<string>;
+  /** Service keys not yet reconciled in this pass. */
+  pending: Set<string>;
+  /** Virtual services whose real servers this pass read, with how many weight-0 ones each kept. */
+  zeroWeight: Map<string, number>;
+  /** A step found the caches unsynced: what the pass did not see says nothing about the kernel. */
+  incomplete: boolean;
+  endTimer: () => void;
+  done: () => void;
+  finished: Promise<void>;
+}
+
+// Namespaces and names are DNS labels/subdomains: neither holds a '/'.
 const refKey = (ref: ServiceRef) => `${ref.namespace}/${ref.name}`;
+function refOf(key: string): ServiceRef {
+  const slash = key.indexOf('/');
+  return { namespace: key.slice(0, slash), name: key.slice(slash + 1) };
+}
 
 export function describeServiceKey(key: ServiceKey): string {
-  return key.kind === 'fwmark'
-    ? `FWM ${key.fwmark}${key.family === 'ipv6' ? ' IPv6' : ''}`
-    : `${key.protocol.toUpperCase()} ${addressPortKey(key.address, key.port)}`;
+  if (key.kind === 'fwmark') return `FWM ${key.fwmark}${key.family === 'ipv6' ? ' IPv6' : ''}`;
+  let where: string;
+  try {
+    where = addressPortKey(key.address, key.port);
+  } catch {
+    // Logging the address that made a reconcile throw must not throw too.
+    where = `${key.address} port ${key.port}`;
+  }
+  return `${key.protocol.toUpperCase()} ${where}`;
 }
 
 function errnoLabel(err: unknown): string {
@@ -45,83 +74,170 @@ function errnoLabel(err: unknown): string {
   return 'OTHER';
 }
 
+const message = (err: unknown) => (err instanceof Error ? err.message : String(err));
+
 export class Janitor {
-  private readonly pending = new Map<string, { ref: ServiceRef; firstEventAt: number }>();
+  private readonly queue: WorkQueue;
+  /** Per Service key: when the first event not yet acted on arrived, for the event-to-deletion histogram. */
+  private readonly firstEventAt = new Map<string, number>();
   private readonly zeroWeightSince = new Map<string, ZeroWeightSince>();
-  private work: Promise<void> = Promise.resolve();
-  private draining = false;
+  private pass: ResyncPass | undefined;
+  /** A resync asked for while one runs: one more pass after it, however many ticks asked. */
+  private again: { finished: Promise<void>; start: () => void } | undefined;
+  private stopped = false;
   private readonly clock: () => number;
 
   constructor(private readonly o: JanitorOptions) {
     this.clock = o.clock ?? (() => performance.now());
-  }
-
-  /** An event for the Service: bursts for one Service collapse into one pass. */
-  serviceChanged(ref: ServiceRef): void {
-    const key = refKey(ref);
-    if (!this.pending.has(key)) this.pending.set(key, { ref, firstEventAt: this.clock() });
-    if (this.draining) return;
-    this.draining = true;
-    this.enqueue(async () => {
-      this.draining = false;
-      const batch = [...this.pending.values()];
-      this.pending.clear();
-      for (const { ref: r, firstEventAt } of batch) await this.reconcileService(r, { kind: 'event', firstEventAt });
+    this.queue = new WorkQueue({
+      process: (key, priority) => this.reconcileService(key, priority),
+      // reconcileService catches what a Service can throw; this is the last line, so the daemon never stops.
+      onError: (key, err) => this.reconcileError('service', refOf(key), undefined, err),
     });
   }
 
-  /** Every Service's virtual services; also forgets drain clocks of virtual services that no longer exist. */
+  /** An event for the Service: goes before every resync step; bursts for one Service collapse into one run. */
+  serviceChanged(ref: ServiceRef): void {
+    if (this.stopped) return;
+    const key = refKey(ref);
+    if (!this.firstEventAt.has(key)) this.firstEventAt.set(key, this.clock());
+    this.queue.add(key, 'high');
+    this.o.metrics.queueDepth.set(this.queue.length);
+  }
+
+  /**
+   * A full pass over every Service, behind any event. At most one pass runs: asking again while one runs
+   * schedules exactly one more (a timer tick or a re-sync never piles up passes). Resolves when the pass
+   * that covers this request has finished.
+   */
   resync(): Promise<void> {
-    return this.enqueue(async () => {
+    if (this.stopped) return Promise.resolve();
+    if (this.pass === undefined) return this.startPass();
+    this.o.metrics.resyncs.inc({ result: 'coalesced' });
+    if (this.again === undefined) {
+      let start!: () => void;
+      const finished = new Promise<void>((resolve) => (start = () => void this.startPass().then(resolve)));
+      this.again = { finished, start };
+    }
+    return this.again.finished;
+  }
+
+  /** Resolves once no event waits and no resync runs. */
+  async idle(): Promise<void> {
+    for (;;) {
+      if (this.pass !== undefined) await this.pass.finished;
+      await this.queue.drained();
+      if (this.pass === undefined && this.queue.length === 0) return;
+    }
+  }
+
+  /** Takes no new work, drops what waits, and resolves when the Service in flight is done. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.again = undefined;
+    await this.queue.shutDown();
+    if (this.pass !== undefined) this.finishPass(this.pass, 'incomplete');
+  }
+
+  private startPass(): Promise<void> {
+    let done!: () => void;
+    const finished = new Promise<void>((resolve) => (done = resolve));
+    const pass: ResyncPass = {
+      pending: new Set(),
+      zeroWeight: new Map(),
+      incomplete: false,
+      endTimer: this.o.metrics.reconcileDuration.startTimer({ trigger: 'resync' }),
+      done,
+      finished,
+    };
+    this.pass = pass;
+    void this.beginPass(pass);
+    return finished;
+  }
+
+  private async beginPass(pass: ResyncPass): Promise<void> {
+    if (!this.o.desired.isSynced()) {
+      this.o.log.debug('resync skipped: informers not synced');
+      return this.finishPass(pass, 'skipped');
+    }
+    try {
+      // One dump of the kernel's virtual services: only those it lists get their real servers read.
+      const listed = await this.o.ipvs.listServices();
+      pass.kernel = new Set(listed.map((vs) => serviceKeyString(vs.key)));
+    } catch (err) {
+      this.o.metrics.kernelErrors.inc({ errno: errnoLabel(err) });
+      this.o.log.warn('resync: could not list virtual services', { error: message(err) });
+      return this.finishPass(pass, 'failed');
+    }
+    if (this.pass !== pass) return; // stopped meanwhile
+    for (const ref of this.o.desired.services()) pass.pending.add(refKey(ref));
+    for (const key of pass.pending) this.queue.add(key, 'low');
+    this.o.metrics.queueDepth.set(this.queue.length);
+    if (pass.pending.size === 0) this.finishPass(pass, 'complete');
+  }
+
+  private finishPass(pass: ResyncPass, result: 'complete' | 'incomplete' | 'skipped' | 'failed'): void {
+    if (this.pass !== pass) return;
+    this.pass = undefined;
+    if (result === 'complete' && pass.incomplete) result = 'incomplete';
+    if (result === 'complete') {
+      // Drain clocks of virtual services that no longer exist (or no Service owns) are forgotten.
+      for (const key of this.zeroWeightSince.keys()) if (!pass.zeroWeight.has(key)) this.zeroWeightSince.delete(key);
+      let zeroWeight = 0;
+      for (const n of pass.zeroWeight.values()) zeroWeight += n;
+      this.o.metrics.zeroWeightDestinations.set(zeroWeight);
+    }
+    this.o.metrics.resyncs.inc({ result });
+    pass.endTimer();
+    const again = this.again;
+    this.again = undefined;
+    again?.start();
+    pass.done();
+  }
+
+  private async reconcileService(key: string, priority: Priority): Promise<void> {
+    this.o.metrics.queueDepth.set(this.queue.length);
+    const ref = refOf(key);
+    const firstEventAt = this.firstEventAt.get(key);
+    this.firstEventAt.delete(key);
+    const trigger: Trigger =
+      priority === 'high' && firstEventAt !== undefined ? { kind: 'event', firstEventAt } : { kind: 'resync' };
+    // The pass this run counts for: one that began before it did.
+    const pass = this.pass?.pending.has(key) ? this.pass : undefined;
+    const end = trigger.kind === 'event' ? this.o.metrics.reconcileDuration.startTimer({ trigger: 'event' }) : undefined;
+    try {
       if (!this.o.desired.isSynced()) {
-        this.o.log.debug('resync skipped: informers not synced');
+        if (pass) pass.incomplete = true;
         return;
       }
-      const end = this.o.metrics.reconcileDuration.startTimer({ trigger: 'resync' });
-      const seen = new Set<string>();
-      let zeroWeight = 0;
-      for (const ref of this.o.desired.services()) {
-        const result = await this.reconcileService(ref, { kind: 'resync' }, false);
-        result.keys.forEach((k) => seen.add(k));
-        zeroWeight += result.zeroWeight;
+      let wanted: DesiredVirtualService[];
+      try {
+        wanted = this.o.desired.virtualServicesOf(ref);
+      } catch (err) {
+        this.reconcileError('service', ref, undefined, err);
+        if (pass) pass.incomplete = true;
+        return;
       }
-      for (const key of this.zeroWeightSince.keys()) if (!seen.has(key)) this.zeroWeightSince.delete(key);
-      this.o.metrics.zeroWeightDestinations.set(zeroWeight);
-      end();
-    });
-  }
-
-  /** Resolves once everything queued so far has run. */
-  idle(): Promise<void> {
-    return this.work;
-  }
-
-  private enqueue(task: () => Promise<void>): Promise<void> {
-    const run = this.work.then(task).catch((err: unknown) => {
-      this.o.log.error('reconcile pass failed', { error: err instanceof Error ? err.message : String(err) });
-    });
-    this.work = run;
-    return run;
-  }
-
-  private async reconcileService(
-    ref: ServiceRef,
-    trigger: Trigger,
-    timed = true,
-  ): Promise<{ keys: string[]; zeroWeight: number }> {
-    const end = timed ? this.o.metrics.reconcileDuration.startTimer({ trigger: trigger.kind }) : undefined;
-    const keys: string[] = [];
-    let zeroWeight = 0;
-    try {
-      if (!this.o.desired.isSynced()) return { keys, zeroWeight };
-      for (const vs of this.o.desired.virtualServicesOf(ref)) {
-        const key = serviceKeyString(vs.key);
-        keys.push(key);
-        zeroWeight += await this.reconcileVirtualService(vs, key, trigger);
+      for (const vs of wanted) {
+        try {
+          const vsKey = serviceKeyString(vs.key);
+          // A resync step reads only virtual services the pass's dump listed; an event reads each one, as
+          // it may have been created since.
+          if (trigger.kind === 'resync' && pass?.kernel?.has(vsKey) === false) continue;
+          const zeroWeight = await this.reconcileVirtualService(vs, vsKey, trigger);
+          this.pass?.zeroWeight.set(vsKey, zeroWeight);
+        } catch (err) {
+          // One unreadable virtual service (e.g. a zoned node address) costs only itself.
+          this.reconcileError('virtual-service', ref, vs.key, err);
+          if (pass) pass.incomplete = true;
+        }
       }
-      return { keys, zeroWeight };
     } finally {
       end?.();
+      if (pass) {
+        pass.pending.delete(key);
+        if (pass.pending.size === 0) this.finishPass(pass, 'complete');
+      }
     }
   }
 
@@ -133,23 +249,45 @@ export class Janitor {
       destinations = await this.o.ipvs.listDestinations(vs.key);
     } catch (err) {
       this.kernelError('read destinations', vs, err);
-      return 0;
+      return this.zeroWeightSince.get(key)?.size ?? 0;
     }
     const decision = decide(vs, destinations, this.o.policy, this.clock(), this.zeroWeightSince.get(key) ?? new Map());
     if (decision.zeroWeightSince.size > 0) this.zeroWeightSince.set(key, decision.zeroWeightSince);
     else this.zeroWeightSince.delete(key);
     let remaining = decision.zeroWeightSince.size;
     for (const deletion of decision.deletions) {
-      // The caches may have lost sync while we read the kernel: then nothing is deleted.
-      if (!this.o.desired.isSynced()) break;
+      // The caches may have changed while we read the kernel (the address came back, the Service went,
+      // sync was lost): the decision is taken again on what they say now, right before the request goes out.
+      const same = destinations.filter((d) => destinationKeyString(d) === destinationKeyString(deletion.destination));
+      if (!this.stillToDelete(vs.service, key, same, decision.zeroWeightSince)) {
+        this.o.log.info('kept real server: the Service changed since the decision', {
+          service: refKey(vs.service),
+          virtualService: describeServiceKey(vs.key),
+          realServer: addressPortKey(deletion.destination.address, deletion.destination.port),
+        });
+        continue;
+      }
       if (await this.delete(deletion, trigger)) remaining--;
     }
     return remaining;
   }
 
+  /** decide() again for one destination, against the informer caches as they are at this moment. */
+  private stillToDelete(
+    ref: ServiceRef,
+    key: string,
+    destination: readonly Destination[],
+    zeroWeightSince: ZeroWeightSince,
+  ): boolean {
+    if (!this.o.desired.isSynced()) return false;
+    const now = this.o.desired.virtualServicesOf(ref).find((vs) => serviceKeyString(vs.key) === key);
+    if (now === undefined) return false;
+    return decide(now, destination, this.o.policy, this.clock(), zeroWeightSince).deletions.length > 0;
+  }
+
   private async delete(d: Deletion, trigger: Trigger): Promise<boolean> {
     const fields = {
-      service: `${d.service.namespace}/${d.service.name}`,
+      service: refKey(d.service),
       virtualService: describeServiceKey(d.serviceKey),
       realServer: addressPortKey(d.destination.address, d.destination.port),
       weight: d.destination.weight,
@@ -184,9 +322,23 @@ export class Janitor {
   private kernelError(what: string, vs: Pick<DesiredVirtualService, 'service' | 'key'>, err: unknown): void {
     this.o.metrics.kernelErrors.inc({ errno: errnoLabel(err) });
     this.o.log.warn(`could not ${what}`, {
-      service: `${vs.service.namespace}/${vs.service.name}`,
+      service: refKey(vs.service),
       virtualService: describeServiceKey(vs.key),
-      error: err instanceof Error ? err.message : String(err),
+      error: message(err),
+    });
+  }
+
+  private reconcileError(
+    stage: 'service' | 'virtual-service',
+    ref: ServiceRef,
+    key: ServiceKey | undefined,
+    err: unknown,
+  ): void {
+    this.o.metrics.reconcileErrors.inc({ stage });
+    this.o.log.warn('could not reconcile: skipped until the next event or resync', {
+      service: refKey(ref),
+      ...(key === undefined ? {} : { virtualService: describeServiceKey(key) }),
+      error: message(err),
     });
   }
 }

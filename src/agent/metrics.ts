@@ -33,6 +33,23 @@ export function createMetrics() {
       buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30],
       registers,
     }),
+    reconcileErrors: new Counter({
+      name: 'ipvs_janitor_reconcile_errors_total',
+      help: 'Services or virtual services skipped because their desired state or decision threw (see the warn log)',
+      labelNames: ['stage'] as const,
+      registers,
+    }),
+    resyncs: new Counter({
+      name: 'ipvs_janitor_resyncs_total',
+      help: 'Full resync passes by result; "coalesced" counts requests folded into the pass already running',
+      labelNames: ['result'] as const,
+      registers,
+    }),
+    queueDepth: new Gauge({
+      name: 'ipvs_janitor_work_queue_depth',
+      help: 'Services waiting in the janitor work queue (events and resync steps)',
+      registers,
+    }),
     kernelErrors: new Counter({
       name: 'ipvs_janitor_kernel_errors_total',
       help: 'Failed IPVS netlink requests, by errno (TIMEOUT and PROTOCOL for non-errno failures)',

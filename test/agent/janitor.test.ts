@@ -27,14 +27,21 @@ const ep = (last: number, condition: DesiredEndpoint['condition']): DesiredEndpo
 class StaticDesired implements DesiredState {
   synced = true;
   endpoints: DesiredEndpoint[] = [];
+  webExists = true;
+  /** Services of namespace shop listed before web, each with what virtualServicesOf answers (or throws). */
+  others = new Map<string, () => DesiredVirtualService[]>();
+  /** How often the janitor asked for the Service list: once per resync pass. */
+  listed = 0;
   isSynced() {
     return this.synced;
   }
   services() {
-    return [web];
+    this.listed++;
+    return [...[...this.others.keys()].map((name) => ({ namespace: 'shop', name })), web];
   }
   virtualServicesOf(ref: ServiceRef): DesiredVirtualService[] {
-    return ref.name === web.name ? [{ service: web, key: vip, endpoints: this.endpoints }] : [];
+    if (ref.name === web.name) return this.webExists ? [{ service: web, key: vip, endpoints: this.endpoints }] : [];
+    return this.others.get(ref.name)?.() ?? [];
   }
 }
 
@@ -161,5 +168,133 @@ describe('janitor', () => {
     await j.resync();
     assert.deepEqual(await addresses(), ['10.240.0.1/1', '10.240.0.3/0']);
     assert.match(await metrics.registry.getSingleMetricAsString('ipvs_janitor_zero_weight_destinations'), / 1$/m);
+  });
+
+  it('a resync reads the service list once and real servers only of owned virtual services the kernel has', async () => {
+    const ghost: ServiceKey = { ...vip, address: '10.96.0.50' };
+    desired.others.set('ghost', () => [{ service: { namespace: 'shop', name: 'ghost' }, key: ghost, endpoints: [] }]);
+    const j = janitor();
+    await j.resync();
+    assert.equal(ipvs.count('listServices'), 1);
+    assert.deepEqual(
+      ipvs.operations.filter((op) => op.operation === 'listDestinations').map((op) => op.service),
+      [vip],
+    );
+    assert.deepEqual(await addresses(), ['10.240.0.1/1', '10.240.0.3/0']);
+  });
+
+  it('asks the caches again right before each deletion: an address that came back is kept', async () => {
+    const j = janitor();
+    // While the kernel read is in flight, .2 comes back as a new ready pod and .4 turns serving again.
+    ipvs.beforeNext('listDestinations', () => {
+      desired.endpoints = [ep(1, 'ready'), ep(2, 'ready'), ep(3, 'terminating-serving'), ep(4, 'terminating-serving')];
+    });
+    j.serviceChanged(web);
+    await j.idle();
+    assert.equal(ipvs.count('deleteDestination'), 0);
+    assert.equal((await addresses()).length, 4);
+    assert.deepEqual(
+      records.filter((r) => r.message.startsWith('kept real server')).map((r) => r.realServer),
+      ['10.240.0.2:8080', '10.240.0.4:8080'],
+    );
+  });
+
+  it('deletes nothing when the Service left the cache or sync was lost between the read and the deletion', async () => {
+    const j = janitor({ mode: 'immediate' });
+    ipvs.beforeNext('listDestinations', () => void (desired.webExists = false));
+    j.serviceChanged(web);
+    await j.idle();
+    desired.webExists = true;
+    ipvs.beforeNext('listDestinations', () => void (desired.synced = false));
+    j.serviceChanged(web);
+    await j.idle();
+    assert.equal(ipvs.count('listDestinations'), 2);
+    assert.equal(ipvs.count('deleteDestination'), 0);
+  });
+
+  it('a Service that throws is logged by name and counted, and costs neither the resync nor the event batch', async () => {
+    const zoned: ServiceKey = { ...vip, address: 'fe80::1%eth0', family: 'ipv6' };
+    desired.others.set('broken', () => {
+      throw new TypeError('not an IP address: 10.0.0.')
+    });
+    desired.others.set('zoned', () => [{ service: { namespace: 'shop', name: 'zoned' }, key: zoned, endpoints: [] }]);
+    const j = janitor();
+    await j.resync();
+    assert.deepEqual(await addresses(), ['10.240.0.1/1', '10.240.0.3/0']);
+    const warned = records.filter((r) => r.message.startsWith('could not reconcile'));
+    assert.deepEqual(
+      warned.map((r) => [r.service, r.virtualService]),
+      [
+        ['shop/broken', undefined],
+        ['shop/zoned', 'TCP fe80::1%eth0 port 80'],
+      ],
+    );
+    assert.match(await metrics.registry.getSingleMetricAsString('ipvs_janitor_reconcile_errors_total'), /stage="service"} 1/);
+
+    // The same in one batch of events: web's turn still comes.
+    await ipvs.createDestination(vip, rs(5, 0));
+    j.serviceChanged({ namespace: 'shop', name: 'broken' });
+    j.serviceChanged({ namespace: 'shop', name: 'zoned' });
+    j.serviceChanged(web);
+    await j.idle();
+    assert.deepEqual(await addresses(), ['10.240.0.1/1', '10.240.0.3/0']);
+    const errors = await metrics.registry.getSingleMetricAsString('ipvs_janitor_reconcile_errors_total');
+    assert.match(errors, /stage="service"} 2/);
+    assert.match(errors, /stage="virtual-service"} 2/);
+  });
+
+  it('folds resync requests made while one runs into one more pass', async () => {
+    const j = janitor();
+    const passes = Array.from({ length: 10 }, () => j.resync());
+    await Promise.all(passes);
+    await j.idle();
+    assert.equal(desired.listed, 2);
+    assert.equal(ipvs.count('listServices'), 2);
+    assert.match(await metrics.registry.getSingleMetricAsString('ipvs_janitor_resyncs_total'), /result="coalesced"} 9/);
+  });
+
+  it('stop() drops waiting work and takes no more', async () => {
+    const j = janitor();
+    j.serviceChanged(web);
+    await j.stop();
+    j.serviceChanged(web);
+    await j.resync();
+    await j.idle();
+    assert.equal(ipvs.count('listDestinations'), 0);
+  });
+
+  it('acts on an event during a long resync at once, and resyncs never pile up (the issue 9 scenario)', async () => {
+    // 500 Services, 2 ms per kernel read, a resync requested every 300 ms for 3 s, an event at 100 ms.
+    for (let i = 0; i < 500; i++) {
+      const key: ServiceKey = { ...vip, address: `10.97.${i >> 8}.${i & 255}` };
+      const ref = { namespace: 'shop', name: `svc-${i}` };
+      await ipvs.createService({ key, scheduler: 'rr' });
+      await ipvs.createDestination(key, rs(1, 1));
+      desired.others.set(ref.name, () => [{ service: ref, key, endpoints: [ep(1, 'ready')] }]);
+    }
+    ipvs.setLatency(['listServices', 'listDestinations'], 2);
+    const j = janitor();
+    let opsWhenFirstPassEnded = Infinity;
+    const firstPass = j.resync().then(() => (opsWhenFirstPassEnded = ipvs.operations.length));
+    const ticks = setInterval(() => void j.resync(), 300);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    // kube-proxy zeroes a real server whose pod is gone; web is the last Service the resync will visit.
+    await ipvs.createDestination(vip, rs(5, 0));
+    j.serviceChanged(web);
+    await new Promise((resolve) => setTimeout(resolve, 2900));
+    clearInterval(ticks);
+    const passesBegunWhenTicksStopped = desired.listed;
+    await firstPass;
+    await j.idle();
+
+    const deletion = ipvs.operations.findIndex(
+      (op) => op.operation === 'deleteDestination' && op.destination?.address === '10.240.0.5',
+    );
+    assert.ok(deletion >= 0 && deletion < opsWhenFirstPassEnded, 'acted on before the resync in flight finished');
+    const logged = records.find((r) => r.message === 'deleted real server' && r.realServer === '10.240.0.5:8080');
+    assert.equal(logged?.trigger, 'event');
+    // Nine ticks asked for a resync; whatever was asked while a pass ran became at most one more pass.
+    assert.ok(passesBegunWhenTicksStopped < 9, `${passesBegunWhenTicksStopped} passes in 3 s of 1 s passes`);
+    assert.ok(desired.listed <= passesBegunWhenTicksStopped + 1, `${desired.listed} passes in all`);
   });
 });

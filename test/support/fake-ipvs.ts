@@ -76,6 +76,7 @@ export class FakeIpvs implements IpvsApi {
   private readonly log: OperationRecord[] = [];
   private readonly failures = new Map<IpvsOperation, string[]>();
   private readonly interceptors = new Map<IpvsOperation, Array<() => void | Promise<void>>>();
+  private readonly latencyMs = new Map<IpvsOperation, number>();
   private closed = false;
 
   /** Every call since construction or reset(), in order, with what it answered. */
@@ -88,12 +89,13 @@ export class FakeIpvs implements IpvsApi {
       .length;
   }
 
-  /** Empties the table, the log and pending failures and interceptors. */
+  /** Empties the table, the log and pending failures, interceptors and latencies. */
   reset(): void {
     this.services.clear();
     this.log.length = 0;
     this.failures.clear();
     this.interceptors.clear();
+    this.latencyMs.clear();
   }
 
   /** The next call of `operation` rejects with `errno` without touching the table (queued, one per call). */
@@ -108,6 +110,14 @@ export class FakeIpvs implements IpvsApi {
    */
   beforeNext(operation: IpvsOperation, action: () => void | Promise<void>): void {
     this.interceptors.set(operation, [...(this.interceptors.get(operation) ?? []), action]);
+  }
+
+  /**
+   * Every later call of these operations waits `ms` on a real timer before it is applied, as a kernel
+   * round trip does: how a test gives a resync of many Services a duration for events to arrive in.
+   */
+  setLatency(operations: readonly IpvsOperation[], ms: number): void {
+    for (const operation of operations) this.latencyMs.set(operation, ms);
   }
 
   /** The kernel counts connections from traffic; tests set them. Throws if the destination does not exist. */
@@ -223,6 +233,8 @@ export class FakeIpvs implements IpvsApi {
       record({ kind: 'error', errno: injected });
       throw fail(injected, operation);
     }
+    const latency = this.latencyMs.get(operation);
+    if (latency !== undefined) await new Promise((resolve) => setTimeout(resolve, latency));
     await this.interceptors.get(operation)?.shift()?.();
     try {
       const result = apply();
