@@ -22,6 +22,7 @@ export const SO_RCVTIMEO = 20;
 export const SOL_NETLINK = 270;
 export const NETLINK_CAP_ACK = 10;
 export const NETLINK_EXT_ACK = 11;
+export const NETLINK_ADD_MEMBERSHIP = 1;
 export const MSG_TRUNC = 0x20;
 export const MSG_DONTWAIT = 0x40;
 
@@ -76,12 +77,14 @@ export function setReceiveTimeout(fd: number, ms: number): void {
   check('setsockopt', setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, tv, tv.length));
 }
 
+// sockaddr_nl of the kernel: family AF_NETLINK, port id 0. Never written after this.
+const KERNEL_ADDRESS = Buffer.alloc(12);
+KERNEL_ADDRESS.writeUInt16LE(AF_NETLINK, 0);
+
 /** Sends one datagram to the kernel (port id 0). Netlink sends to the kernel do not block. */
 export function sendToKernel(fd: number, message: Buffer): void {
-  const kernel = Buffer.alloc(12);
-  kernel.writeUInt16LE(AF_NETLINK, 0);
   for (;;) {
-    const n = Number(sendto(fd, message, message.length, 0, kernel, kernel.length));
+    const n = Number(sendto(fd, message, message.length, 0, KERNEL_ADDRESS, KERNEL_ADDRESS.length));
     if (n >= 0) return;
     const errno = koffi.errno();
     if (errno !== EINTR) throw new SyscallError('sendto', errno);

@@ -1,5 +1,6 @@
 // Addresses as text for callers, as 16-byte nf_inet_addr unions on the wire.
 import { isIPv4, isIPv6 } from 'node:net';
+import { NetlinkProtocolError } from '../netlink/errors.js';
 import type { AddressFamily } from './types.js';
 
 export function familyOf(address: string): AddressFamily {
@@ -30,10 +31,18 @@ export function encodeAddress(address: string): Buffer {
   return b;
 }
 
-/** RFC 5952 text: lowercase, the longest run of zero groups (two or more) compressed. */
-export function decodeAddress(family: AddressFamily, bytes: Buffer): string {
-  if (family === 'ipv4') return Array.from(bytes.subarray(0, 4)).join('.');
-  const groups = Array.from({ length: 8 }, (_, i) => bytes.readUInt16BE(i * 2));
+const addressBytes: Record<AddressFamily, number> = { ipv4: 4, ipv6: 16 };
+
+/**
+ * RFC 5952 text of the address at buffer[start, start + length): the kernel sends 16 bytes, an IPv4 address in the
+ * first 4. Fewer bytes than the family needs is a malformed reply, never a partial address.
+ */
+export function decodeAddress(family: AddressFamily, buffer: Buffer, start = 0, length = buffer.length - start): string {
+  if (length < addressBytes[family]) {
+    throw new NetlinkProtocolError(`malformed netlink reply: ${length}-byte address for ${family}`);
+  }
+  if (family === 'ipv4') return `${buffer[start]}.${buffer[start + 1]}.${buffer[start + 2]}.${buffer[start + 3]}`;
+  const groups = Array.from({ length: 8 }, (_, i) => buffer.readUInt16BE(start + i * 2));
   let bestStart = -1;
   let bestLength = 1;
   for (let i = 0; i < 8; ) {

@@ -79,6 +79,11 @@ export interface Destination extends DestinationKey {
   stats: Stats;
 }
 
+/** A real server as candidate discovery sees it: which one, and its weight. */
+export interface DestinationWeight extends DestinationKey {
+  weight: number;
+}
+
 export interface IpvsInfo {
   /** e.g. "1.2.1" */
   version: string;
@@ -104,6 +109,12 @@ export interface IpvsApi {
   getService(key: ServiceKey): Promise<VirtualService>;
   /** A missing service gives an empty list, as the kernel's dump does. */
   listDestinations(key: ServiceKey): Promise<Destination[]>;
+  /**
+   * The same dump as listDestinations, decoding only address, port and weight (no counters, no statistics):
+   * for finding weight-0 real servers across many services. Optional, so implementations may leave it out;
+   * callers fall back to listDestinations.
+   */
+  listDestinationWeights?(key: ServiceKey): Promise<DestinationWeight[]>;
   createService(spec: ServiceSpec): Promise<void>;
   updateService(spec: ServiceSpec): Promise<void>;
   deleteService(key: ServiceKey): Promise<void>;

@@ -1,6 +1,6 @@
 // IPVS generic netlink vocabulary (include/uapi/linux/ip_vs.h): commands and attribute tables, each
 // table key the kernel's IPVS_*_ATTR_* name in camelCase.
-import { binary, be16, nested, string, u16, u32, u64, u8, type AttributeSet, type Codec } from '../netlink/attributes.js';
+import { binary, be16, nested, string, u16, u32, type AttributeSet, type Codec } from '../netlink/attributes.js';
 import { NetlinkProtocolError } from '../netlink/errors.js';
 
 export const IPVS_GENL_NAME = 'IPVS';
@@ -60,71 +60,76 @@ export const serviceFlagsCodec: Codec<{ flags: number; mask: number }> = {
     b.writeUInt32LE(mask >>> 0, 4);
     return b;
   },
-  decode(payload) {
-    if (payload.length < 8) throw new NetlinkProtocolError('malformed netlink reply: short IPVS_SVC_ATTR_FLAGS');
-    return { flags: payload.readUInt32LE(0), mask: payload.readUInt32LE(4) };
+  decode(buffer, start, end) {
+    if (end - start < 8) throw new NetlinkProtocolError('malformed netlink reply: short IPVS_SVC_ATTR_FLAGS');
+    return { flags: buffer.readUInt32LE(start), mask: buffer.readUInt32LE(start + 4) };
   },
 };
 
-/** IPVS_STATS_ATTR_*: in the legacy STATS nest bytes are u64 and the rest u32. */
-export const statsAttributes = {
-  conns: [1, u32],
-  inpkts: [2, u32],
-  outpkts: [3, u32],
-  inbytes: [4, u64],
-  outbytes: [5, u64],
-  cps: [6, u32],
-  inpps: [7, u32],
-  outpps: [8, u32],
-  inbps: [9, u32],
-  outbps: [10, u32],
-} as const satisfies AttributeSet;
+// IPVS_STATS_ATTR_*, inside IPVS_*_ATTR_STATS (BYTES u64, the rest u32) and IPVS_*_ATTR_STATS64 (all u64).
+export const IPVS_STATS_ATTR_CONNS = 1;
+export const IPVS_STATS_ATTR_INPKTS = 2;
+export const IPVS_STATS_ATTR_OUTPKTS = 3;
+export const IPVS_STATS_ATTR_INBYTES = 4;
+export const IPVS_STATS_ATTR_OUTBYTES = 5;
+export const IPVS_STATS_ATTR_CPS = 6;
+export const IPVS_STATS_ATTR_INPPS = 7;
+export const IPVS_STATS_ATTR_OUTPPS = 8;
+export const IPVS_STATS_ATTR_INBPS = 9;
+export const IPVS_STATS_ATTR_OUTBPS = 10;
 
-/** IPVS_STATS_ATTR_* inside STATS64: every counter u64. */
-export const stats64Attributes = {
-  conns: [1, u64],
-  inpkts: [2, u64],
-  outpkts: [3, u64],
-  inbytes: [4, u64],
-  outbytes: [5, u64],
-  cps: [6, u64],
-  inpps: [7, u64],
-  outpps: [8, u64],
-  inbps: [9, u64],
-  outbps: [10, u64],
-} as const satisfies AttributeSet;
+export const IPVS_CMD_ATTR_SERVICE = 1;
+export const IPVS_CMD_ATTR_DEST = 2;
 
+export const IPVS_SVC_ATTR_AF = 1;
+export const IPVS_SVC_ATTR_PROTOCOL = 2;
+export const IPVS_SVC_ATTR_ADDR = 3;
+export const IPVS_SVC_ATTR_PORT = 4;
+export const IPVS_SVC_ATTR_FWMARK = 5;
+export const IPVS_SVC_ATTR_SCHED_NAME = 6;
+export const IPVS_SVC_ATTR_FLAGS = 7;
+export const IPVS_SVC_ATTR_TIMEOUT = 8;
+export const IPVS_SVC_ATTR_NETMASK = 9;
+export const IPVS_SVC_ATTR_STATS = 10;
+export const IPVS_SVC_ATTR_PE_NAME = 11;
+export const IPVS_SVC_ATTR_STATS64 = 12;
+
+/** What we send; replies are read by the decoders in codec.ts, which use the same numbers and codecs. */
 export const serviceAttributes = {
-  af: [1, u16],
-  protocol: [2, u16],
-  addr: [3, binary],
-  port: [4, be16],
-  fwmark: [5, u32],
-  schedName: [6, string],
-  flags: [7, serviceFlagsCodec],
-  timeout: [8, u32],
-  netmask: [9, u32],
-  stats: [10, nested(statsAttributes)],
-  peName: [11, string],
-  stats64: [12, nested(stats64Attributes)],
+  af: [IPVS_SVC_ATTR_AF, u16],
+  protocol: [IPVS_SVC_ATTR_PROTOCOL, u16],
+  addr: [IPVS_SVC_ATTR_ADDR, binary],
+  port: [IPVS_SVC_ATTR_PORT, be16],
+  fwmark: [IPVS_SVC_ATTR_FWMARK, u32],
+  schedName: [IPVS_SVC_ATTR_SCHED_NAME, string],
+  flags: [IPVS_SVC_ATTR_FLAGS, serviceFlagsCodec],
+  timeout: [IPVS_SVC_ATTR_TIMEOUT, u32],
+  netmask: [IPVS_SVC_ATTR_NETMASK, u32],
+  peName: [IPVS_SVC_ATTR_PE_NAME, string],
 } as const satisfies AttributeSet;
 
+export const IPVS_DEST_ATTR_ADDR = 1;
+export const IPVS_DEST_ATTR_PORT = 2;
+export const IPVS_DEST_ATTR_FWD_METHOD = 3;
+export const IPVS_DEST_ATTR_WEIGHT = 4;
+export const IPVS_DEST_ATTR_U_THRESH = 5;
+export const IPVS_DEST_ATTR_L_THRESH = 6;
+export const IPVS_DEST_ATTR_ACTIVE_CONNS = 7;
+export const IPVS_DEST_ATTR_INACT_CONNS = 8;
+export const IPVS_DEST_ATTR_PERSIST_CONNS = 9;
+export const IPVS_DEST_ATTR_STATS = 10;
+export const IPVS_DEST_ATTR_ADDR_FAMILY = 11;
+export const IPVS_DEST_ATTR_STATS64 = 12;
+
+/** What we send; replies are read by the decoders in codec.ts (tunnel attributes 13-15 are neither sent nor read). */
 export const destAttributes = {
-  addr: [1, binary],
-  port: [2, be16],
-  fwdMethod: [3, u32],
-  weight: [4, u32],
-  uThresh: [5, u32],
-  lThresh: [6, u32],
-  activeConns: [7, u32],
-  inactConns: [8, u32],
-  persistConns: [9, u32],
-  stats: [10, nested(statsAttributes)],
-  addrFamily: [11, u16],
-  stats64: [12, nested(stats64Attributes)],
-  tunType: [13, u8],
-  tunPort: [14, be16],
-  tunFlags: [15, u16],
+  addr: [IPVS_DEST_ATTR_ADDR, binary],
+  port: [IPVS_DEST_ATTR_PORT, be16],
+  fwdMethod: [IPVS_DEST_ATTR_FWD_METHOD, u32],
+  weight: [IPVS_DEST_ATTR_WEIGHT, u32],
+  uThresh: [IPVS_DEST_ATTR_U_THRESH, u32],
+  lThresh: [IPVS_DEST_ATTR_L_THRESH, u32],
+  addrFamily: [IPVS_DEST_ATTR_ADDR_FAMILY, u16],
 } as const satisfies AttributeSet;
 
 /** IPVS_INFO_ATTR_*: GET_INFO replies put these at the top level, where their numbers mean something else. */
@@ -135,8 +140,8 @@ export const infoAttributes = {
 
 /** IPVS_CMD_ATTR_*: the top level of every IPVS message. */
 export const commandAttributes = {
-  service: [1, nested(serviceAttributes)],
-  dest: [2, nested(destAttributes)],
+  service: [IPVS_CMD_ATTR_SERVICE, nested(serviceAttributes)],
+  dest: [IPVS_CMD_ATTR_DEST, nested(destAttributes)],
   timeoutTcp: [4, u32],
   timeoutTcpFin: [5, u32],
   timeoutUdp: [6, u32],

@@ -1,5 +1,6 @@
 // Netlink attributes (struct nlattr) driven by one declarative table per attribute set: the table names
-// each attribute's type number and codec, and both directions are derived from it.
+// each attribute's type number and codec, and both directions are derived from it. Decoding reads values
+// at offsets in the received buffer: no Buffer view per attribute.
 import { NetlinkProtocolError } from './errors.js';
 import { align4 } from './message.js';
 
@@ -12,10 +13,16 @@ export interface Codec<T> {
   readonly name: string;
   readonly nested: boolean;
   encode(value: T): Buffer;
-  decode(payload: Buffer): T;
+  /** Decodes the payload at buffer[start, end). */
+  decode(buffer: Buffer, start: number, end: number): T;
 }
 
-function fixed<T>(name: string, size: number, write: (b: Buffer, v: T) => void, read: (b: Buffer) => T): Codec<T> {
+function fixed<T>(
+  name: string,
+  size: number,
+  write: (b: Buffer, v: T) => void,
+  read: (b: Buffer, offset: number) => T,
+): Codec<T> {
   return {
     name,
     nested: false,
@@ -24,31 +31,31 @@ function fixed<T>(name: string, size: number, write: (b: Buffer, v: T) => void, 
       write(b, value);
       return b;
     },
-    decode(payload) {
-      if (payload.length < size) {
-        throw new NetlinkProtocolError(`malformed netlink reply: ${name} attribute has ${payload.length} bytes`);
+    decode(buffer, start, end) {
+      if (end - start < size) {
+        throw new NetlinkProtocolError(`malformed netlink reply: ${name} attribute has ${end - start} bytes`);
       }
-      return read(payload);
+      return read(buffer, start);
     },
   };
 }
 
-export const u8 = fixed<number>('u8', 1, (b, v) => b.writeUInt8(v), (b) => b.readUInt8(0));
-export const u16 = fixed<number>('u16', 2, (b, v) => b.writeUInt16LE(v), (b) => b.readUInt16LE(0));
-export const u32 = fixed<number>('u32', 4, (b, v) => b.writeUInt32LE(v >>> 0), (b) => b.readUInt32LE(0));
-export const s32 = fixed<number>('s32', 4, (b, v) => b.writeInt32LE(v), (b) => b.readInt32LE(0));
-export const u64 = fixed<bigint>('u64', 8, (b, v) => b.writeBigUInt64LE(v), (b) => b.readBigUInt64LE(0));
+export const u8 = fixed<number>('u8', 1, (b, v) => b.writeUInt8(v), (b, o) => b.readUInt8(o));
+export const u16 = fixed<number>('u16', 2, (b, v) => b.writeUInt16LE(v), (b, o) => b.readUInt16LE(o));
+export const u32 = fixed<number>('u32', 4, (b, v) => b.writeUInt32LE(v >>> 0), (b, o) => b.readUInt32LE(o));
+export const s32 = fixed<number>('s32', 4, (b, v) => b.writeInt32LE(v), (b, o) => b.readInt32LE(o));
+export const u64 = fixed<bigint>('u64', 8, (b, v) => b.writeBigUInt64LE(v), (b, o) => b.readBigUInt64LE(o));
 /** Ports travel in network byte order. */
-export const be16 = fixed<number>('be16', 2, (b, v) => b.writeUInt16BE(v), (b) => b.readUInt16BE(0));
+export const be16 = fixed<number>('be16', 2, (b, v) => b.writeUInt16BE(v), (b, o) => b.readUInt16BE(o));
 
 /** NUL-terminated string. */
 export const string: Codec<string> = {
   name: 'string',
   nested: false,
   encode: (value) => Buffer.from(`${value}\0`, 'utf8'),
-  decode(payload) {
-    const nul = payload.indexOf(0);
-    return payload.subarray(0, nul < 0 ? payload.length : nul).toString('utf8');
+  decode(buffer, start, end) {
+    const nul = buffer.indexOf(0, start);
+    return buffer.toString('utf8', start, nul < 0 || nul > end ? end : nul);
   },
 };
 
@@ -56,7 +63,7 @@ export const binary: Codec<Buffer> = {
   name: 'binary',
   nested: false,
   encode: (value) => value,
-  decode: (payload) => Buffer.from(payload),
+  decode: (buffer, start, end) => Buffer.from(buffer.subarray(start, end)),
 };
 
 /** A table entry: the attribute's type number and its codec. */
@@ -71,7 +78,7 @@ export function nested<S extends AttributeSet>(set: S): Codec<AttributeValues<S>
     name: 'nested',
     nested: true,
     encode: (value) => encodeAttributes(set, value),
-    decode: (payload) => decodeAttributes(set, payload),
+    decode: (buffer, start, end) => decodeAttributes(set, buffer, start, end),
   };
 }
 
@@ -91,6 +98,24 @@ export function encodeAttributes<S extends AttributeSet>(set: S, values: Attribu
   return Buffer.concat(parts);
 }
 
+/**
+ * The end of the attribute whose header starts at `offset` (header + payload, unpadded), checked against its
+ * container's `end`. Callers walk a container with `offset + NLA_HDRLEN <= end`, then `offset = align4(that end)`.
+ */
+export function attributeEnd(buffer: Buffer, offset: number, end: number): number {
+  const len = buffer.readUInt16LE(offset);
+  if (len < NLA_HDRLEN || offset + len > end) {
+    throw new NetlinkProtocolError(
+      `malformed netlink reply: attribute length ${len} at offset ${offset} exceeds its container ending at ${end}`,
+    );
+  }
+  return offset + len;
+}
+
+export function attributeType(buffer: Buffer, offset: number): number {
+  return buffer.readUInt16LE(offset + 2) & NLA_TYPE_MASK;
+}
+
 const decoders = new WeakMap<AttributeSet, Map<number, [string, Codec<unknown>]>>();
 
 function decoderFor(set: AttributeSet): Map<number, [string, Codec<unknown>]> {
@@ -102,21 +127,20 @@ function decoderFor(set: AttributeSet): Map<number, [string, Codec<unknown>]> {
   return byType;
 }
 
-/** Decodes the attributes the table knows; unknown types are skipped, as newer kernels may add some. */
-export function decodeAttributes<S extends AttributeSet>(set: S, buffer: Buffer): AttributeValues<S> {
+/** Decodes the attributes the table knows in buffer[start, end); unknown types are skipped, as newer kernels add some. */
+export function decodeAttributes<S extends AttributeSet>(
+  set: S,
+  buffer: Buffer,
+  start = 0,
+  end = buffer.length,
+): AttributeValues<S> {
   const byType = decoderFor(set);
   const values: Record<string, unknown> = {};
-  let offset = 0;
-  while (offset + NLA_HDRLEN <= buffer.length) {
-    const len = buffer.readUInt16LE(offset);
-    if (len < NLA_HDRLEN || offset + len > buffer.length) {
-      throw new NetlinkProtocolError(
-        `malformed netlink reply: attribute length ${len} at offset ${offset} exceeds its ${buffer.length}-byte container`,
-      );
-    }
-    const entry = byType.get(buffer.readUInt16LE(offset + 2) & NLA_TYPE_MASK);
-    if (entry) values[entry[0]] = entry[1].decode(buffer.subarray(offset + NLA_HDRLEN, offset + len));
-    offset += align4(len);
+  for (let offset = start; offset + NLA_HDRLEN <= end; ) {
+    const next = attributeEnd(buffer, offset, end);
+    const entry = byType.get(attributeType(buffer, offset));
+    if (entry) values[entry[0]] = entry[1].decode(buffer, offset + NLA_HDRLEN, next);
+    offset = start + align4(next - start);
   }
   return values as AttributeValues<S>;
 }

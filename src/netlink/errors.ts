@@ -42,6 +42,20 @@ export class NetlinkTimeoutError extends Error {
   override readonly name = 'NetlinkTimeoutError';
 }
 
+/**
+ * The request's socket was closed (replaced after a failure, or the client closed) before its answer was read.
+ * `sent` tells whether the kernel may have acted on it: a request that was never sent is safe to run again.
+ */
+export class NetlinkClosedError extends Error {
+  override readonly name = 'NetlinkClosedError';
+  constructor(
+    operation: string,
+    readonly sent: boolean,
+  ) {
+    super(`${operation}: netlink socket closed ${sent ? 'before the answer was read' : 'before the request was sent'}`);
+  }
+}
+
 export function isErrno(err: unknown, name: string): boolean {
   return err instanceof NetlinkError && err.errno === name;
 }

@@ -24,14 +24,23 @@ export function encodeGenl(cmd: number, version: number, attributes: Buffer): Bu
   return Buffer.concat([header, attributes]);
 }
 
-export function parseGenl(msg: NetlinkMessage): { cmd: number; attributes: Buffer } {
+/** Where a generic netlink message's attributes start in its payload; throws when it has no genlmsghdr. */
+export function genlAttributesStart(msg: NetlinkMessage): number {
   if (msg.payload.length < GENL_HDRLEN) {
     throw new NetlinkProtocolError('malformed netlink reply: generic netlink message shorter than its header');
   }
-  return { cmd: msg.payload.readUInt8(0), attributes: msg.payload.subarray(GENL_HDRLEN) };
+  return GENL_HDRLEN;
 }
 
-/** One generic netlink family on one socket: typed requests in, decoded top-level attributes out. */
+/** Decodes one reply message's top-level attributes (the payload after the genlmsghdr). */
+export type ReplyDecoder<T> = (payload: Buffer, start: number) => T;
+
+/** A ReplyDecoder that reads the top level with an attribute table. */
+export function tableDecoder<S extends AttributeSet>(set: S): ReplyDecoder<AttributeValues<S>> {
+  return (payload, start) => decodeAttributes(set, payload, start, payload.length);
+}
+
+/** One generic netlink family on one socket: typed requests in, decoded replies out. */
 export class GenericNetlinkFamily<S extends AttributeSet> {
   constructor(
     private readonly socket: NetlinkSocket,
@@ -42,15 +51,9 @@ export class GenericNetlinkFamily<S extends AttributeSet> {
     private readonly commandNames: Record<number, string>,
   ) {}
 
-  /** `replySet` decodes replies whose top level is not the family's usual table. */
-  async request<R extends AttributeSet = S>(
-    kind: RequestKind,
-    cmd: number,
-    values: AttributeValues<S>,
-    replySet?: R,
-  ): Promise<AttributeValues<R>[]> {
-    const replies: AttributeValues<R>[] = [];
-    const decodeSet = (replySet ?? this.attributes) as R;
+  /** Each reply is decoded as it arrives, while the rest of a dump is still in the kernel. */
+  async request<T>(kind: RequestKind, cmd: number, values: AttributeValues<S>, decode: ReplyDecoder<T>): Promise<T[]> {
+    const replies: T[] = [];
     await this.socket.request(
       {
         type: this.id,
@@ -58,7 +61,7 @@ export class GenericNetlinkFamily<S extends AttributeSet> {
         payload: encodeGenl(cmd, this.version, encodeAttributes(this.attributes, values)),
         operation: `${this.familyName} ${this.commandNames[cmd] ?? cmd}`,
       },
-      (msg) => replies.push(decodeAttributes(decodeSet, parseGenl(msg).attributes)),
+      (msg) => replies.push(decode(msg.payload, genlAttributesStart(msg))),
     );
     return replies;
   }
@@ -69,7 +72,7 @@ export async function resolveFamily(socket: NetlinkSocket, name: string): Promis
   const ctrl = new GenericNetlinkFamily(socket, GENL_ID_CTRL, 1, ctrlAttributes, 'nlctrl', {
     [CTRL_CMD_GETFAMILY]: 'GETFAMILY',
   });
-  const [reply] = await ctrl.request('do', CTRL_CMD_GETFAMILY, { familyName: name });
+  const [reply] = await ctrl.request('do', CTRL_CMD_GETFAMILY, { familyName: name }, tableDecoder(ctrlAttributes));
   if (reply?.familyId === undefined) {
     throw new NetlinkProtocolError(`malformed netlink reply: no family id for generic netlink family ${name}`);
   }

@@ -83,6 +83,7 @@ export function parseErrorPayload(msg: NetlinkMessage): ErrorPayload {
   const p = msg.payload;
   if (p.length < 4) throw new NetlinkProtocolError('malformed netlink reply: NLMSG_ERROR shorter than its errno');
   const raw = p.readInt32LE(0);
+  if (raw > 0) throw new NetlinkProtocolError(`malformed netlink reply: NLMSG_ERROR with positive error ${raw}`);
   const errno = raw === 0 ? 0 : -raw;
   if (!(msg.flags & NLM_F_ACK_TLVS) || p.length < 4 + NLMSG_HDRLEN) return { errno };
   // With NETLINK_CAP_ACK the echoed request is only its header; the TLVs follow it.

@@ -16,30 +16,23 @@ import {
   SyscallError,
   type Received,
 } from '../../native/libc.js';
-import { NetlinkError, NetlinkProtocolError, NetlinkTimeoutError } from './errors.js';
-import {
-  encodeMessage,
-  NLMSG_DONE,
-  NLMSG_ERROR,
-  NLMSG_NOOP,
-  NLMSG_OVERRUN,
-  NLM_F_ACK,
-  NLM_F_DUMP,
-  NLM_F_REQUEST,
-  parseErrorPayload,
-  parseMessages,
-  type NetlinkMessage,
-} from './message.js';
+import { NetlinkClosedError, NetlinkError, NetlinkProtocolError, NetlinkTimeoutError } from './errors.js';
+import { encodeMessage, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, type NetlinkMessage } from './message.js';
+import { readAnswer, type RequestKind } from './reply.js';
+
+export type { RequestKind } from './reply.js';
 
 /** Kernel dump datagrams are at most 32 KiB; twice that leaves room for any single reply. */
 const RECEIVE_BUFFER_BYTES = 64 * 1024;
 /** How long a worker-thread receive may wait before control returns to check the request's deadline. */
 const RECEIVE_SLICE_MS = 200;
 const DEFAULT_TIMEOUT_MS = 10_000;
-/** A long dump hands the event loop back at least this often, so timers and HTTP probes keep running. */
-const YIELD_EVERY_MS = 4;
-
-export type RequestKind = 'do' | 'dump';
+/**
+ * A long dump hands the event loop back after this many datagrams or bytes, so timers and HTTP probes keep
+ * running. Counted rather than timed: under emulation a clock read can cost as much as a small datagram.
+ */
+const YIELD_EVERY_DATAGRAMS = 8;
+const YIELD_EVERY_BYTES = 48 * 1024;
 
 export interface Request {
   type: number;
@@ -47,15 +40,20 @@ export interface Request {
   payload: Buffer;
   /** Names the request in errors, e.g. "IPVS GET_DEST". */
   operation: string;
+  /** How long the answer may keep us waiting, counted from the first time nothing was queued. */
   timeoutMs?: number;
 }
 
-let lastYield = performance.now();
+// Shared by every socket: what matters is how long this thread has gone without yielding.
+let datagramsSinceYield = 0;
+let bytesSinceYield = 0;
 
-async function yieldIfDue(): Promise<void> {
-  if (performance.now() - lastYield < YIELD_EVERY_MS) return;
+async function yieldIfDue(bytes: number): Promise<void> {
+  bytesSinceYield += bytes;
+  if (++datagramsSinceYield < YIELD_EVERY_DATAGRAMS && bytesSinceYield < YIELD_EVERY_BYTES) return;
+  datagramsSinceYield = 0;
+  bytesSinceYield = 0;
   await new Promise((resolve) => setImmediate(resolve));
-  lastYield = performance.now();
 }
 
 function asNetlinkError(err: unknown, operation: string): unknown {
@@ -92,8 +90,9 @@ export class NetlinkSocket {
   }
 
   /**
-   * Runs one request; `onReply` sees every data message of the answer while its payload is valid
-   * (the buffer is reused for the next datagram).
+   * Runs one request; `onReply` sees every data message of the answer. Its payload stays valid after the call
+   * (each datagram is copied out of the receive buffer), so decoders may keep views into it.
+   * Rejects with NetlinkClosedError when the socket is closed before the answer is complete.
    */
   request(req: Request, onReply: (msg: NetlinkMessage) => void): Promise<void> {
     const run = this.queue.then(() => this.exchange(req, onReply));
@@ -101,6 +100,11 @@ export class NetlinkSocket {
     return run;
   }
 
+  /**
+   * Closes the socket. A request in flight stops at once: it must never read the descriptor again, because the
+   * next socket opened in this process may get the same number and the same port id, and its replies would go
+   * to the wrong request.
+   */
   close(): void {
     if (this.closed) return;
     this.closed = true;
@@ -111,7 +115,7 @@ export class NetlinkSocket {
   }
 
   private async exchange(req: Request, onReply: (msg: NetlinkMessage) => void): Promise<void> {
-    if (this.closed) throw new NetlinkProtocolError(`${req.operation}: netlink socket is closed`);
+    if (this.closed) throw new NetlinkClosedError(req.operation, false);
     const seq = (this.seq = (this.seq + 1) >>> 0);
     const flags = NLM_F_REQUEST | (req.kind === 'dump' ? NLM_F_DUMP : NLM_F_ACK);
     try {
@@ -119,47 +123,32 @@ export class NetlinkSocket {
     } catch (err) {
       throw asNetlinkError(err, req.operation);
     }
-    const deadline = performance.now() + (req.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+    const awaited = { kind: req.kind, seq, portId: this.portId, operation: req.operation };
+    const wait = { timeoutMs: req.timeoutMs ?? DEFAULT_TIMEOUT_MS, deadline: Infinity };
     for (;;) {
-      const length = await this.receive(req.operation, deadline);
+      const length = await this.receive(req.operation, wait);
       if (length > this.buffer.length) {
         throw new NetlinkProtocolError(
           `${req.operation}: reply datagram of ${length} bytes truncated to ${this.buffer.length}`,
         );
       }
-      for (const msg of parseMessages(this.buffer.subarray(0, length))) {
-        if (msg.seq !== seq || msg.portId !== this.portId) continue; // late answer to an earlier request
-        switch (msg.type) {
-          case NLMSG_NOOP:
-            continue;
-          case NLMSG_ERROR: {
-            const { errno, extAck } = parseErrorPayload(msg);
-            if (errno !== 0) throw new NetlinkError(errno, req.operation, extAck);
-            if (req.kind === 'do') return;
-            continue;
-          }
-          case NLMSG_DONE: {
-            // A dump that failed part-way reports the error in DONE's payload.
-            const status = msg.payload.length >= 4 ? msg.payload.readInt32LE(0) : 0;
-            if (status < 0) throw new NetlinkError(-status, req.operation);
-            return;
-          }
-          case NLMSG_OVERRUN:
-            throw new NetlinkProtocolError(`${req.operation}: kernel reported NLMSG_OVERRUN`);
-          default:
-            onReply(msg);
-        }
-      }
+      const datagram = Buffer.allocUnsafe(length);
+      this.buffer.copy(datagram, 0, 0, length);
+      if (readAnswer(datagram, awaited, onReply) === 'complete') return;
+      await yieldIfDue(length);
     }
   }
 
-  private async receive(operation: string, deadline: number): Promise<number> {
+  /** The next datagram's length; only ever reads the descriptor while the socket is open. */
+  private async receive(operation: string, wait: { timeoutMs: number; deadline: number }): Promise<number> {
     try {
       for (;;) {
-        await yieldIfDue();
+        if (this.closed) throw new NetlinkClosedError(operation, true);
         let got = receiveNow(this.fd, this.buffer);
         if (got.kind === 'empty') {
-          if (performance.now() > deadline) {
+          const now = performance.now();
+          if (wait.deadline === Infinity) wait.deadline = now + wait.timeoutMs;
+          else if (now > wait.deadline) {
             throw new NetlinkTimeoutError(`${operation}: no answer from the kernel before the deadline`);
           }
           this.waiting = receiveWaiting(this.fd, this.buffer);
@@ -168,6 +157,8 @@ export class NetlinkSocket {
           } finally {
             this.waiting = undefined;
           }
+          // Closed while the worker waited: whatever it read is no longer ours to interpret.
+          if (this.closed) throw new NetlinkClosedError(operation, true);
         }
         if (got.kind === 'datagram') return got.length;
       }
