@@ -1,16 +1,22 @@
-// End to end on the real kernel: the real `run` command, the Kubernetes API stand-in, and this test playing
-// kube-proxy with the project's IPVS client. Runs inside the VM.
+// End to end on the real kernel and the real Kubernetes API: the real `run` command against etcd + kube-apiserver
+// started inside the VM, authenticated as the chart's ServiceAccount (a TokenRequest token, rights from the chart's
+// own ClusterRole as `helm template` renders it), and this test playing kube-proxy with the project's IPVS client.
+// Every run therefore also proves that the chart's RBAC is all the agent needs.
 import assert from 'node:assert/strict';
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { createInterface } from 'node:readline';
+import { execFileSync } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { IpvsClient } from '../../src/ipvs/client.js';
 import type { DestinationSpec, ServiceKey } from '../../src/ipvs/types.js';
-import { StandIn, type KubeObject } from '../k8s/standin.js';
+import { AgentProcess, isDeletion, isSynced, until, type LogLine } from '../support/agent-process.js';
+import { KubeCluster } from '../support/kube-cluster.js';
+import { ensureNamespace, putSlice, sliceObject, type EndpointSpec } from '../support/kube-objects.js';
+import { ChartIdentity } from '../support/rbac.js';
 
-const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 const NODE_IP = '10.0.5.1';
+// Under TCG kube-apiserver takes minutes to answer /readyz, and loading @kubernetes/client-node over 9p takes
+// tens of seconds; on a node both take seconds.
+const APISERVER_READY_MS = 10 * 60_000;
+const AGENT_SYNCED_MS = 5 * 60_000;
 
 const tcp = (address: string, port: number): ServiceKey => ({
   kind: 'address',
@@ -25,37 +31,23 @@ const nodePort = tcp(NODE_IP, 30080);
 const unowned = tcp('10.96.9.9', 80);
 const v4Services = [clusterV4, nodePort];
 
-type Condition = 'ready' | 'terminating-serving';
-const endpoint = (address: string, condition: Condition) => ({
-  addresses: [address],
-  conditions:
-    condition === 'ready'
-      ? { ready: true, serving: true, terminating: false }
-      : { ready: false, serving: true, terminating: true },
-});
+const ready = (ip: string): EndpointSpec => ({ ip, ready: true, serving: true, terminating: false });
+const terminatingServing = (ip: string): EndpointSpec => ({ ip, ready: false, serving: true, terminating: true });
 
-function slice(name: string, addressType: 'IPv4' | 'IPv6', endpoints: ReturnType<typeof endpoint>[]): KubeObject {
-  return {
-    kind: 'EndpointSlice',
-    metadata: { namespace: 'shop', name, labels: { 'kubernetes.io/service-name': 'web' } },
-    addressType,
-    ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
-    endpoints,
-  } as KubeObject;
-}
-
-const service: KubeObject = {
+// Selector-less, as the slices are written by the test (no EndpointSlice controller runs on the test server).
+const service = {
+  apiVersion: 'v1',
   kind: 'Service',
   metadata: { namespace: 'shop', name: 'web' },
   spec: {
     type: 'NodePort',
+    ipFamilyPolicy: 'RequireDualStack',
+    ipFamilies: ['IPv4', 'IPv6'],
     clusterIP: '10.96.5.10',
     clusterIPs: ['10.96.5.10', 'fd00:96::5:10'],
-    ipFamilies: ['IPv4', 'IPv6'],
-    selector: { app: 'web' },
     ports: [{ name: 'http', port: 80, targetPort: 8080, protocol: 'TCP', nodePort: 30080 }],
   },
-} as KubeObject;
+};
 
 const rs = (address: string, weight: number): DestinationSpec => ({
   family: address.includes(':') ? 'ipv6' : 'ipv4',
@@ -65,72 +57,44 @@ const rs = (address: string, weight: number): DestinationSpec => ({
   weight,
 });
 
-interface Agent {
-  child: ChildProcess;
-  logs: Record<string, unknown>[];
-  waitForLog(match: (l: Record<string, unknown>) => boolean, what: string): Promise<Record<string, unknown>>;
-  stop(): Promise<void>;
-}
-
-async function until<T>(probe: () => Promise<T | undefined> | T | undefined, what: string, ms = 60_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-describe('ipvs-janitor run against the real kernel', () => {
-  let standin: StandIn;
+describe('ipvs-janitor run against the real kernel and the real API server', () => {
+  let cluster: KubeCluster;
   let kubeconfig: string;
   let ipvs: IpvsClient;
 
   const weights = async (key: ServiceKey) =>
     Object.fromEntries((await ipvs.listDestinations(key)).map((d) => [d.address, d.weight]));
+  const putV4 = (endpoints: EndpointSpec[]) =>
+    putSlice(cluster, sliceObject('shop', 'web-v4', 'web', endpoints, { name: 'http', port: 8080 }, 'IPv4'));
 
-  function startAgent(...flags: string[]): Promise<Agent> {
-    const child = spawn(
-      process.execPath,
-      [cli, 'run', '--kubeconfig', kubeconfig, '--node-name', 'vm', '--metrics-address', '127.0.0.1:0',
-        '--resync-period', '1h', '--nodeport-addresses', NODE_IP, ...flags],
-      { stdio: ['ignore', 'pipe', 'inherit'] },
-    );
-    const logs: Record<string, unknown>[] = [];
-    createInterface({ input: child.stdout! }).on('line', (line) => {
-      logs.push(JSON.parse(line) as Record<string, unknown>);
-    });
-    const agent: Agent = {
-      child,
-      logs,
-      waitForLog: (match, what) =>
-        until(() => logs.find(match), `agent log: ${what}`).catch((err: Error) => {
-          throw new Error(`${err.message}; the agent logged:\n${logs.map((l) => JSON.stringify(l)).join('\n')}`);
-        }),
-      stop: async () => {
-        if (child.exitCode !== null) return;
-        const exited = new Promise((r) => child.once('exit', r));
-        child.kill('SIGTERM');
-        await exited;
-        assert.equal(child.exitCode, 0, 'the agent stops cleanly on SIGTERM');
-      },
-    };
-    // Loading @kubernetes/client-node over 9p under emulation takes tens of seconds; on a node it takes one.
-    return until(() => logs.find((l) => l.message === 'informers synced: full resync'), 'agent synced', 300_000).then(
-      () => agent,
-    );
+  async function startAgent(...flags: string[]): Promise<AgentProcess> {
+    const agent = AgentProcess.start([
+      '--kubeconfig', kubeconfig, '--metrics-address', '127.0.0.1:0', '--resync-period', '1h',
+      '--nodeport-addresses', NODE_IP, ...flags,
+    ]);
+    await agent.waitFor(isSynced, 'informers synced', AGENT_SYNCED_MS);
+    return agent;
+  }
+
+  async function stopAgent(agent: AgentProcess): Promise<void> {
+    assert.equal(await agent.stop(), 0, `the agent stops cleanly on SIGTERM\n${agent.describe()}`);
   }
 
   before(async () => {
     execFileSync('sh', ['-c', `ip link add rs0 type dummy && ip link set rs0 up &&
       ip route add 10.240.0.0/16 dev rs0 && ip -6 route add fd00:240::/64 dev rs0`]);
-    standin = await StandIn.start();
-    kubeconfig = standin.kubeconfigFile();
+    cluster = await KubeCluster.start({
+      readyTimeoutMs: APISERVER_READY_MS,
+      // Dual-stack Services need an IPv6 service range too (the later flag wins over the fixture's IPv4-only one).
+      apiserverFlags: ['--service-cluster-ip-range=10.96.0.0/16,fd00:96::/108'],
+    });
+    const identity = await ChartIdentity.apply(cluster);
+    kubeconfig = cluster.kubeconfig(identity.user);
     ipvs = await IpvsClient.open();
-    standin.apply(service);
-    standin.apply(slice('web-v4', 'IPv4', [endpoint('10.240.5.1', 'ready'), endpoint('10.240.5.2', 'ready'), endpoint('10.240.5.3', 'ready')]));
-    standin.apply(slice('web-v6', 'IPv6', [endpoint('fd00:240::5:1', 'ready')]));
+    await ensureNamespace(cluster, 'shop');
+    await cluster.call('POST', '/api/v1/namespaces/shop/services', service);
+    await putV4([ready('10.240.5.1'), ready('10.240.5.2'), ready('10.240.5.3')]);
+    await putSlice(cluster, sliceObject('shop', 'web-v6', 'web', [ready('fd00:240::5:1')], { name: 'http', port: 8080 }, 'IPv6'));
     for (const key of [...v4Services, unowned]) {
       await ipvs.createService({ key, scheduler: 'rr' });
       for (const a of ['10.240.5.1', '10.240.5.2', '10.240.5.3']) await ipvs.createDestination(key, rs(a, 1));
@@ -140,9 +104,11 @@ describe('ipvs-janitor run against the real kernel', () => {
   });
 
   after(async () => {
-    for (const s of await ipvs.listServices()) await ipvs.deleteService(s.key);
-    ipvs.close();
-    await standin.close();
+    if (ipvs) {
+      for (const s of await ipvs.listServices()) await ipvs.deleteService(s.key);
+      ipvs.close();
+    }
+    await cluster?.stop();
   });
 
   it('cleans stale weight-0 real servers at start, on ClusterIP (both families) and NodePort, and nothing else', async () => {
@@ -162,11 +128,9 @@ describe('ipvs-janitor run against the real kernel', () => {
       assert.equal((await weights(clusterV4))['10.240.5.8'], 1, 'weight > 0 is never deleted');
       assert.equal((await weights(unowned))['10.240.5.9'], 0, 'a virtual service nobody owns is untouched');
       // The log line follows the kernel deletion through a pipe: wait for it rather than race it.
-      const isDeletion = (l: Record<string, unknown>) => l.message === 'deleted real server';
-      await until(() => agent.logs.filter(isDeletion).length >= 3, 'three deletion log lines');
-      const deleted = agent.logs.filter(isDeletion);
+      await until(() => agent.lines.filter(isDeletion).length >= 3, 'three deletion log lines');
       assert.deepEqual(
-        deleted.map((l) => [l.service, l.virtualService, l.realServer, l.weight, l.reason, l.trigger]).sort(),
+        agent.lines.filter(isDeletion).map((l) => [l.service, l.virtualService, l.realServer, l.weight, l.reason, l.trigger]).sort(),
         [
           ['shop/web', 'TCP 10.0.5.1:30080', '10.240.5.9:8080', 0, 'endpoint-gone', 'resync'],
           ['shop/web', 'TCP 10.96.5.10:80', '10.240.5.9:8080', 0, 'endpoint-gone', 'resync'],
@@ -179,23 +143,22 @@ describe('ipvs-janitor run against the real kernel', () => {
         await ipvs.updateDestination(key, rs('10.240.5.2', 0));
         await ipvs.updateDestination(key, rs('10.240.5.3', 0));
       }
-      standin.apply(slice('web-v4', 'IPv4', [endpoint('10.240.5.1', 'ready'), endpoint('10.240.5.2', 'terminating-serving')]));
+      await putV4([ready('10.240.5.1'), terminatingServing('10.240.5.2')]);
       // Events are reconciled in order: once .3 is gone the slice event was decided, .2 included.
       for (const key of v4Services) await until(async () => !('10.240.5.3' in (await weights(key))), '.3 deleted');
       for (const key of v4Services) assert.equal((await weights(key))['10.240.5.2'], 0, 'terminating but serving: kept');
 
-      standin.apply(slice('web-v4', 'IPv4', [endpoint('10.240.5.1', 'ready')]));
+      await putV4([ready('10.240.5.1')]);
       for (const key of v4Services) await until(async () => !('10.240.5.2' in (await weights(key))), '.2 deleted after it left the slice');
-      const isTwo = (l: Record<string, unknown>) => l.realServer === '10.240.5.2:8080';
-      await until(() => agent.logs.filter(isTwo).length >= 2, 'two deletion log lines for .2');
-      const gone = agent.logs.filter(isTwo);
-      assert.deepEqual(gone.map((l) => [l.reason, l.trigger, l.policy]), [
+      const isTwo = (l: LogLine) => l.realServer === '10.240.5.2:8080';
+      await until(() => agent.lines.filter(isTwo).length >= 2, 'two deletion log lines for .2');
+      assert.deepEqual(agent.lines.filter(isTwo).map((l) => [l.reason, l.trigger, l.policy]), [
         ['endpoint-gone', 'event', 'graceful'],
         ['endpoint-gone', 'event', 'graceful'],
       ]);
       assert.equal((await weights(clusterV4))['10.240.5.1'], 1);
     } finally {
-      await agent.stop();
+      await stopAgent(agent);
     }
   });
 
@@ -203,29 +166,29 @@ describe('ipvs-janitor run against the real kernel', () => {
     await ipvs.createDestination(clusterV4, rs('10.240.5.7', 0));
     const agent = await startAgent('--dry-run');
     try {
-      const line = await agent.waitForLog((l) => l.realServer === '10.240.5.7:8080', 'dry-run decision');
+      const line = await agent.waitFor((l) => l.realServer === '10.240.5.7:8080', 'dry-run decision');
       assert.equal(line.message, 'would delete real server (dry run)');
       assert.equal(line.reason, 'endpoint-gone');
       assert.equal((await weights(clusterV4))['10.240.5.7'], 0);
     } finally {
-      await agent.stop();
+      await stopAgent(agent);
     }
     await ipvs.deleteDestination(clusterV4, rs('10.240.5.7', 0));
   });
 
   it('under --policy immediate deletes a terminating-but-serving real server at weight 0', async () => {
     await ipvs.createDestination(clusterV4, rs('10.240.5.4', 1));
-    standin.apply(slice('web-v4', 'IPv4', [endpoint('10.240.5.1', 'ready'), endpoint('10.240.5.4', 'ready')]));
+    await putV4([ready('10.240.5.1'), ready('10.240.5.4')]);
     const agent = await startAgent('--policy', 'immediate');
     try {
       await ipvs.updateDestination(clusterV4, rs('10.240.5.4', 0));
-      standin.apply(slice('web-v4', 'IPv4', [endpoint('10.240.5.1', 'ready'), endpoint('10.240.5.4', 'terminating-serving')]));
+      await putV4([ready('10.240.5.1'), terminatingServing('10.240.5.4')]);
       await until(async () => !('10.240.5.4' in (await weights(clusterV4))), 'immediate deletion');
-      const line = await agent.waitForLog((l) => l.realServer === '10.240.5.4:8080', 'immediate deletion');
+      const line = await agent.waitFor((l) => l.realServer === '10.240.5.4:8080', 'immediate deletion');
       assert.equal(line.reason, 'immediate');
       assert.equal((await weights(clusterV4))['10.240.5.1'], 1);
     } finally {
-      await agent.stop();
+      await stopAgent(agent);
     }
   });
 });
