@@ -1,11 +1,9 @@
 #!/usr/bin/env node
 // The command line: parses arguments, runs one command, and turns expected failures into one line on
 // stderr and a non-zero exit code.
+// Each command loads its own modules when it runs: list and doctor never load logging or the Kubernetes client.
 import { parseArgs } from 'node:util';
 import { describeIpvsError } from '../ipvs/errors.js';
-import { doctor } from './doctor.js';
-import { list } from './list.js';
-import { parseRunOptions, runHelp, UsageError } from './options.js';
 
 const usage = `usage: ipvs-janitor <command> [flags]
 
@@ -22,20 +20,28 @@ async function main(argv: string[]): Promise<void> {
   switch (command) {
     case 'list': {
       const { values } = parseArgs({ args: rest, options: { json: { type: 'boolean', default: false } } });
+      const { list } = await import('./list.js');
       return list(values.json);
     }
     case 'run': {
+      const { parseRunOptions, runHelp, UsageError } = await import('./options.js');
       if (rest.includes('--help') || rest.includes('-h')) {
         process.stdout.write(runHelp);
         return;
       }
-      const options = parseRunOptions(rest, process.env);
-      // Loaded on demand: list and doctor need not pay for the Kubernetes client.
+      let options;
+      try {
+        options = parseRunOptions(rest, process.env);
+      } catch (err) {
+        if (err instanceof UsageError) return usageFailure(err.message);
+        throw err;
+      }
       const { runAgent } = await import('../agent/agent.js');
       return runAgent(options);
     }
     case 'doctor': {
       const { values } = parseArgs({ args: rest, options: { json: { type: 'boolean', default: false } } });
+      const { doctor } = await import('./doctor.js');
       process.exitCode = await doctor(values.json);
       return;
     }
@@ -46,16 +52,22 @@ async function main(argv: string[]): Promise<void> {
       process.stdout.write(usage);
       return;
     default:
-      throw new UsageError(`unknown command ${JSON.stringify(command)}\n${usage}`);
+      return usageFailure(`unknown command ${JSON.stringify(command)}\n${usage}`);
   }
 }
 
-function isUsageError(err: unknown): boolean {
+function usageFailure(message: string): void {
+  process.stderr.write(`ipvs-janitor: ${message}\n`);
+  process.exitCode = 2;
+}
+
+function isParseArgsError(err: unknown): boolean {
   const code = (err as { code?: unknown } | null)?.code;
-  return err instanceof UsageError || (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS'));
+  return typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS');
 }
 
 main(process.argv.slice(2)).catch((err: unknown) => {
+  if (isParseArgsError(err)) return usageFailure((err as Error).message);
   process.stderr.write(`ipvs-janitor: ${describeIpvsError(err)}\n`);
-  process.exitCode = isUsageError(err) ? 2 : 1;
+  process.exitCode = 1;
 });
