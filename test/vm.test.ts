@@ -19,8 +19,17 @@ if [ -z "$files" ]; then
   ip netns del vm-sanity
   exit 0
 fi
+# One etcd + kube-apiserver for every file that needs one (test/support/kube-cluster-main.ts), starting while
+# the first files run: under TCG each start costs a minute or two.
+if [ -x .tools/bin/kube-apiserver ]; then
+  export KUBE_TEST_CLUSTER=/tmp/kube-test-cluster.url
+  node dist/test/support/kube-cluster-main.js "$KUBE_TEST_CLUSTER" 2>&1 | sed -u 's/^/[shared cluster] /' &
+fi
 # One file at a time: the files share the VM's root network namespace and IPVS table.
-exec node --test --test-concurrency=1 --test-reporter=spec $files
+node --test --test-concurrency=1 --test-reporter=spec $files
+rc=$?
+pkill -TERM -f kube-cluster-main.js && sleep 5
+exit $rc
 `;
 
 test('kernel tests in the QEMU VM (*.vmtest.js)', { timeout: TIMEOUT_MS + 120_000 }, async () => {

@@ -12,6 +12,21 @@ import { repoRoot } from '../vm/harness.js';
 
 export const TOOLS_BIN = join(repoRoot(), '.tools', 'bin');
 
+/**
+ * Set by the VM suite to the file in which test/support/kube-cluster-main.ts writes the control URL of one
+ * cluster that every test file shares, once it is ready: under TCG each kube-apiserver start costs one to two
+ * minutes, and the suite starts this one while the kernel tests run.
+ */
+export const SHARED_CLUSTER_ENV = 'KUBE_TEST_CLUSTER';
+
+/** What a test file needs to talk to a cluster another process owns. */
+export interface ClusterState {
+  dir: string;
+  apiserverPort: number;
+  etcdUrl: string;
+  apiserverArgs: readonly string[];
+}
+
 export interface KubeUser {
   readonly name: string;
   readonly token: string;
@@ -30,6 +45,8 @@ export interface StartOptions {
   apiserverFlags?: readonly string[];
   /** Forwarded to the test's stderr, prefixed, when set. */
   logTo?: (line: string) => void;
+  /** A cluster of its own even where the suite shares one (SHARED_CLUSTER_ENV); implied by apiserverFlags. */
+  dedicated?: boolean;
 }
 
 /** The tools the fixture needs, with what to run when they are missing. */
@@ -141,6 +158,8 @@ export class KubeCluster {
     readonly etcdUrl: string,
     private readonly apiserverArgs: readonly string[],
     private readonly options: StartOptions,
+    /** Set when another process owns the cluster: lifecycle requests go to its control server. */
+    private readonly control?: string,
   ) {
     this.url = `https://127.0.0.1:${apiserverPort}`;
     this.caFile = join(dir, 'ca.crt');
@@ -152,7 +171,13 @@ export class KubeCluster {
     };
   }
 
+  /**
+   * A fresh cluster, or the suite's shared one when SHARED_CLUSTER_ENV is set and the caller needs no cluster of
+   * its own. Test files sharing one cluster keep to their own namespaces and undo the RBAC they grant.
+   */
   static async start(options: StartOptions = {}): Promise<KubeCluster> {
+    const shared = process.env[SHARED_CLUSTER_ENV];
+    if (shared && !options.dedicated && !options.apiserverFlags) return KubeCluster.attach(await controlUrl(shared), options);
     const problems = kubeClusterProblems();
     if (problems.length > 0) throw new Error(`cannot start the real API server: ${problems.join('; ')}`);
     const dir = mkdtempSync(join(process.env.TMPDIR ?? tmpdir(), 'kube-'));
@@ -200,6 +225,22 @@ export class KubeCluster {
       throw err;
     }
     return cluster;
+  }
+
+  static async attach(control: string, options: StartOptions = {}): Promise<KubeCluster> {
+    const res = await plainRequest(`${control}/state`, 'GET');
+    if (res.status !== 200) throw new Error(`the shared cluster at ${control} answered ${res.status}: ${res.text}`);
+    const state = res.body as ClusterState;
+    return new KubeCluster(state.dir, state.apiserverPort, state.etcdUrl, state.apiserverArgs, options, control);
+  }
+
+  get state(): ClusterState {
+    return { dir: this.dir, apiserverPort: this.apiserverPort, etcdUrl: this.etcdUrl, apiserverArgs: this.apiserverArgs };
+  }
+
+  private async remote(operation: string): Promise<void> {
+    const res = await plainRequest(`${this.control}/${operation}`, 'POST');
+    if (res.status !== 200) throw new Error(`shared cluster: ${operation} failed: ${res.text}`);
   }
 
   private async startEtcd(peerPort: number): Promise<void> {
@@ -323,16 +364,19 @@ export class KubeCluster {
 
   /** Stops kube-apiserver and starts it again on the same port and etcd; its watch cache starts afresh. */
   async restartApiserver(): Promise<void> {
+    if (this.control) return this.remote('restart-apiserver');
     await stopProcess(this.apiserver);
     await this.startApiserver();
   }
 
   /** Stops kube-apiserver (connections refused until startApiserverAgain()). */
   async stopApiserver(): Promise<void> {
+    if (this.control) return this.remote('stop-apiserver');
     await stopProcess(this.apiserver);
   }
 
   async startApiserverAgain(): Promise<void> {
+    if (this.control) return this.remote('start-apiserver');
     await this.startApiserver();
   }
 
@@ -353,11 +397,22 @@ export class KubeCluster {
     return revision;
   }
 
+  /** Stops what this process started; a shared cluster stays up for the next test file. */
   async stop(): Promise<void> {
+    if (this.control) return;
     await stopProcess(this.apiserver);
     await stopProcess(this.etcd);
     rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+async function controlUrl(urlFile: string): Promise<string> {
+  const deadline = Date.now() + 480_000;
+  while (!existsSync(urlFile)) {
+    if (Date.now() > deadline) throw new Error(`the shared cluster did not start: no ${urlFile} after 8 min`);
+    await sleep(500);
+  }
+  return readFileSync(urlFile, 'utf8').trim();
 }
 
 function tokenOf(dir: string, user: string): string {
