@@ -1,7 +1,8 @@
 // Kubernetes client configuration, and the one-line descriptions of API failures the agent logs.
 import { existsSync } from 'node:fs';
 import { STATUS_CODES } from 'node:http';
-import { ApiException, KubeConfig } from '@kubernetes/client-node';
+import { KubeConfig } from '@kubernetes/client-node';
+import { ApiStatusError } from './transport.js';
 
 const SERVICE_ACCOUNT_TOKEN = '/var/run/secrets/kubernetes.io/serviceaccount/token';
 
@@ -61,32 +62,22 @@ export function loadKubeConfig(kubeconfigPath?: string): KubeConfig {
   return kc;
 }
 
-function statusMessage(body: unknown): string | undefined {
-  try {
-    const status: unknown = typeof body === 'string' ? JSON.parse(body) : body;
-    const message = (status as { message?: unknown } | undefined)?.message;
-    return typeof message === 'string' ? message : undefined;
-  } catch {
-    return undefined;
-  }
-}
+/** Network error codes that mean an open connection was lost, as opposed to one never made. */
+const CONNECTION_LOST = new Set(['ECONNRESET', 'EPIPE', 'ERR_STREAM_PREMATURE_CLOSE']);
 
 /**
- * One line for any failure of a list or watch request: the HTTP status and the API's own message (an
- * ApiException's text spans lines and carries every response header), or the network error as it stands.
+ * One line for any failure of a list or watch request: the HTTP status and the API's own message, or the network
+ * error as it stands.
  */
 export function describeKubeError(err: unknown): string {
   let text = messageOf(err);
-  if (err instanceof ApiException) {
-    const code = err.code as number;
-    const message = statusMessage(err.body);
-    text = `API server answered ${code} ${STATUS_CODES[code] ?? ''}${message ? `: ${message}` : ''}`;
+  if (err instanceof ApiStatusError) {
+    const code = err.code;
+    text = `API server answered ${code} ${STATUS_CODES[code] ?? ''}${err.apiMessage ? `: ${err.apiMessage}` : ''}`;
+    if (code === 401 || code === 403) text += ' (check the credentials and the RBAC rights of the agent\'s identity)';
   } else {
-    const { statusCode, code } = (err ?? {}) as { statusCode?: unknown; code?: unknown };
-    // The watch reports a refused request as an Error whose message is the status text.
-    if (typeof statusCode === 'number') text = `API server answered ${statusCode} ${text}`;
-    // node-fetch's name for a connection cut while a watch stream was open.
-    if (code === 'ERR_STREAM_PREMATURE_CLOSE') text = `connection to the API server lost (${text})`;
+    const { code } = (err ?? {}) as { code?: unknown };
+    if (typeof code === 'string' && CONNECTION_LOST.has(code)) text = `connection to the API server lost (${text})`;
   }
-  return firstLine(text).trim();
+  return firstLine(text).replace(/ {2,}/g, ' ').trim();
 }

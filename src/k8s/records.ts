@@ -3,7 +3,6 @@
 // costs several times more memory than the few fields kube-proxy's IPVS layout depends on.
 import { isIPv4, isIPv6 } from 'node:net';
 import type {
-  KubernetesObject,
   V1EndpointConditions,
   V1EndpointSlice,
   V1ObjectMeta,
@@ -64,10 +63,7 @@ export interface SliceRecord {
   readonly endpoints: readonly EndpointRecord[];
 }
 
-/**
- * client-node's ListWatch keys its cache by metadata.namespace/name and compares metadata.resourceVersion.
- * A getter that answers with the record itself gives it that view without a second object per cached item.
- */
+/** The fields every record shares: the cache key and the version a relist compares. */
 class Cached {
   readonly namespace: string;
   readonly name: string;
@@ -77,10 +73,6 @@ class Cached {
     this.namespace = meta?.namespace ?? '';
     this.name = meta?.name ?? '';
     this.resourceVersion = meta?.resourceVersion ?? '';
-  }
-
-  get metadata(): { namespace: string; name: string; resourceVersion: string } {
-    return this;
   }
 }
 
@@ -121,7 +113,7 @@ function ips(values: readonly (string | undefined)[] | undefined): readonly stri
   return valid.length === 0 ? NONE : valid;
 }
 
-export function toServiceRecord(service: V1Service): ServiceRecord & KubernetesObject {
+export function toServiceRecord(service: V1Service): ServiceRecord {
   const spec = service.spec ?? {};
   const ingress = service.status?.loadBalancer?.ingress ?? [];
   const ports: ServicePortRecord[] = [];
@@ -141,19 +133,20 @@ export function toServiceRecord(service: V1Service): ServiceRecord & KubernetesO
 }
 
 /**
- * Collapses the API's three conditions: ready absent means true, terminating absent means false. An absent
- * `serving` defers to `ready`, as the API first defined it: a writer that omits the field predates it, and its
- * `ready` is the only signal it gives. A serving endpoint that is neither ready nor terminating is something no
- * controller writes; it counts as still serving, the side on which nothing gets deleted.
+ * kube-proxy's reading of the three conditions: ready = Ready == nil || *Ready, serving = Serving == nil ||
+ * *Serving, terminating = Terminating != nil && *Terminating. It uses ready endpoints, and serving+terminating
+ * ones when a Service has no ready one, so an absent `serving` is serving. A serving endpoint that is neither
+ * ready nor terminating is something no controller writes; it counts as still serving, the side on which nothing
+ * gets deleted: the agent is never less conservative than kube-proxy.
  */
 export function endpointCondition(conditions: V1EndpointConditions | undefined): EndpointCondition {
   if (conditions?.ready ?? true) return 'ready';
-  return conditions?.serving === true ? 'terminating-serving' : 'not-serving';
+  return (conditions?.serving ?? true) ? 'terminating-serving' : 'not-serving';
 }
 
 const FAMILIES: Readonly<Record<string, AddressFamily>> = { IPv4: 'ipv4', IPv6: 'ipv6' };
 
-export function toSliceRecord(slice: V1EndpointSlice): SliceRecord & KubernetesObject {
+export function toSliceRecord(slice: V1EndpointSlice): SliceRecord {
   const family = FAMILIES[slice.addressType];
   const ports: SlicePortRecord[] = [];
   const endpoints: EndpointRecord[] = [];

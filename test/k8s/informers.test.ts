@@ -1,49 +1,16 @@
-// The informers with the real client code against the API stand-in: sync, events, and recovery from each way
-// the API server can let a client down.
+// The informers against a real kube-apiserver + etcd (one per file), with Toxiproxy between them for the faults
+// the real server cannot produce on demand: sync, events, label filters, endpoint conditions, and recovery from
+// each way the API server or the network can let a client down, where `synced` must never come early.
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, it } from 'node:test';
+import { after, afterEach, before, describe, it } from 'node:test';
 import { KubeConfigError, loadKubeConfig } from '../../src/k8s/config.js';
-import { ClusterInformers, type InformerEvents } from '../../src/k8s/informers.js';
-import { StandIn, type KubeObject } from './standin.js';
-
-const SERVICES = '/api/v1/services';
-const SLICES = '/apis/discovery.k8s.io/v1/endpointslices';
-
-function service(namespace: string, name: string, clusterIP: string, selector?: Record<string, string>): KubeObject {
-  return {
-    kind: 'Service',
-    metadata: { namespace, name },
-    spec: { clusterIP, clusterIPs: [clusterIP], selector, ports: [{ port: 80 }] },
-  };
-}
-
-function slice(namespace: string, name: string, serviceName: string | undefined, ips: string[]): KubeObject {
-  return {
-    kind: 'EndpointSlice',
-    metadata: { namespace, name, labels: serviceName ? { 'kubernetes.io/service-name': serviceName } : {} },
-    addressType: 'IPv4',
-    ports: [{ name: '', port: 8080, protocol: 'TCP' }],
-    endpoints: ips.map((ip) => ({
-      addresses: [ip],
-      conditions: { ready: true },
-      targetRef: { kind: 'Pod', name: ip },
-    })),
-  };
-}
-
-const WEB = { namespace: 'shop', name: 'web' };
-const DB = { namespace: 'shop', name: 'db' };
-
-function fixtures(api: StandIn): void {
-  api.apply(service('shop', 'web', '10.96.0.10', { app: 'web' }));
-  api.apply(service('shop', 'db', '10.96.0.20')); // no selector: its slice is made by hand
-  api.apply(slice('shop', 'web-abc', 'web', ['10.1.0.5']));
-  api.apply(slice('shop', 'db-manual', 'db', ['192.0.2.50']));
-  api.apply(slice('shop', 'orphan', undefined, ['10.1.0.9']));
-}
+import { ClusterInformers, type InformerEvents, type InformerOptions } from '../../src/k8s/informers.js';
+import { freePort, KubeCluster, type KubeUser } from '../support/kube-cluster.js';
+import { createService, deleteSlice, ensureNamespace, putSlice, sliceObject } from '../support/kube-objects.js';
+import { Toxiproxy } from '../support/toxiproxy.js';
 
 /** The next `name` event whose arguments satisfy `accept`. Subscribe before causing it. */
 function next<K extends keyof InformerEvents>(
@@ -64,231 +31,332 @@ function next<K extends keyof InformerEvents>(
 const refIs = (want: { namespace: string; name: string }) => (ref: { namespace: string; name: string }) =>
   ref.namespace === want.namespace && ref.name === want.name;
 
-/** For state no event announces; polls without a fixed sleep. */
-async function until(condition: () => boolean): Promise<void> {
-  while (!condition()) await new Promise((r) => setTimeout(r, 5));
+/** For state no event announces. */
+async function until(condition: () => boolean, what: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`not within ${timeoutMs} ms: ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
 }
 
-/** Per test, so one that hangs fails alone. */
-const T = { timeout: 5000 };
+/** Fails with `what` instead of hanging when `promise` does not settle in time. */
+async function within<T>(promise: Promise<T>, timeoutMs: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`not within ${timeoutMs} ms: ${what}`)), timeoutMs);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
-describe('ClusterInformers', () => {
-  let api: StandIn | undefined;
+const FAST: InformerOptions = { initialBackoffMs: 100, maxBackoffMs: 1000 };
+const T = { timeout: 120_000 };
+
+describe('ClusterInformers against the real API server', { timeout: 900_000 }, () => {
+  let cluster: KubeCluster;
+  let toxiproxy: Toxiproxy;
   let informers: ClusterInformers | undefined;
+  let proxies = 0;
 
+  before(async () => {
+    cluster = await KubeCluster.start();
+    toxiproxy = await Toxiproxy.start();
+  });
+  after(async () => {
+    await toxiproxy?.stop();
+    await cluster?.stop();
+  });
   afterEach(async () => {
     await informers?.stop();
-    await api?.close();
     informers = undefined;
-    api = undefined;
   });
 
-  async function startSynced(): Promise<{ api: StandIn; informers: ClusterInformers }> {
-    api = await StandIn.start();
-    fixtures(api);
-    const kc = loadKubeConfig(api.kubeconfigFile());
-    informers = new ClusterInformers(kc, { initialBackoffMs: 10, maxBackoffMs: 50, pageSize: 1 });
-    const synced = next(informers, 'synced');
-    informers.start();
-    await synced;
-    return { api, informers };
+  /** Informers for `user`, straight to the server or through a fresh Toxiproxy proxy (its name is returned). */
+  async function startInformers(
+    options: InformerOptions = FAST,
+    via: { proxy?: boolean; user?: KubeUser } = {},
+  ): Promise<{ informers: ClusterInformers; proxy: string }> {
+    const proxy = `api-${++proxies}`;
+    let server = cluster.url;
+    if (via.proxy) server = `https://${await toxiproxy.proxy(proxy, `127.0.0.1:${cluster.apiserverPort}`)}`;
+    informers = new ClusterInformers(loadKubeConfig(cluster.kubeconfig(via.user ?? cluster.users.admin, server)), options);
+    return { informers, proxy };
   }
 
-  it('syncs both caches from paged lists into slim records indexed by Service', T, async () => {
-    const { api, informers } = await startSynced();
+  async function startSynced(options?: InformerOptions, via?: { proxy?: boolean }) {
+    const started = await startInformers(options, via);
+    const synced = next(started.informers, 'synced');
+    started.informers.start();
+    await within(synced, 60_000, 'informers synced');
+    return started;
+  }
+
+  /** The namespace's Service names the informers hold. */
+  const servicesIn = (inf: ClusterInformers, namespace: string) =>
+    inf.allServices().filter((s) => s.namespace === namespace).map((s) => s.name).sort();
+
+  it('syncs both caches from a streaming list into slim records indexed by Service', T, async () => {
+    await ensureNamespace(cluster, 'sync');
+    const web = await createService(cluster, { namespace: 'sync', name: 'web' });
+    await createService(cluster, { namespace: 'sync', name: 'db', ports: [{ name: 'pg', port: 5432 }] });
+    await putSlice(cluster, sliceObject('sync', 'web-abc', 'web', [{ ip: '10.1.0.5', ready: true }]));
+    await putSlice(cluster, sliceObject('sync', 'db-1', 'db', [{ ip: '10.1.0.6' }], { name: 'pg', port: 5432 }));
+    const orphan = sliceObject('sync', 'orphan', 'x', [{ ip: '10.1.0.9' }]);
+    delete (orphan.metadata as { labels: Record<string, string> }).labels['kubernetes.io/service-name'];
+    await putSlice(cluster, orphan);
+
+    const { informers } = await startSynced();
     assert.equal(informers.synced, true);
-    assert.deepEqual(informers.allServices().map((s) => s.name).sort(), ['db', 'web']);
-    assert.deepEqual(informers.service(WEB)?.clusterIPs, ['10.96.0.10']);
-    assert.deepEqual(informers.slicesFor(WEB).map((s) => s.name), ['web-abc']);
-    assert.deepEqual(informers.slicesFor(DB).map((s) => s.name), ['db-manual']);
-    assert.deepEqual(informers.slicesFor(WEB)[0]?.endpoints, [{ address: '10.1.0.5', condition: 'ready' }]);
-    // One item per page: a list request per object.
-    assert.equal(api.requests('list', SERVICES), 2);
-    assert.equal(api.requests('list', SLICES), 3);
+    assert.deepEqual(servicesIn(informers, 'sync'), ['db', 'web']);
+    const svc = informers.service({ namespace: 'sync', name: 'web' });
+    assert.deepEqual(svc?.clusterIPs, [web.clusterIP]);
+    assert.deepEqual(svc?.ports, [{ name: '', protocol: 'tcp', port: 80, nodePort: 0 }]);
+    assert.deepEqual(informers.slicesFor({ namespace: 'sync', name: 'web' }).map((s) => s.endpoints), [
+      [{ address: '10.1.0.5', condition: 'ready' }],
+    ]);
+    assert.deepEqual(informers.slicesFor({ namespace: 'sync', name: 'db' }).map((s) => s.ports), [
+      [{ name: 'pg', protocol: 'tcp', port: 5432 }],
+    ]);
     const stats = informers.stats();
-    assert.deepEqual([stats.services.lists, stats.services.restarts, stats.services.watching], [1, 0, true]);
-    assert.deepEqual([stats.endpointslices.lists, stats.endpointslices.restarts], [1, 0]);
+    for (const s of [stats.services, stats.endpointslices]) {
+      assert.deepEqual([s.fullSync, s.lists, s.restarts, s.deadWatches, s.watching], ['streaming-list', 1, 0, 0, true]);
+    }
   });
 
   it('delivers adds, updates, relabels and deletes', T, async () => {
-    const { api, informers } = await startSynced();
-    const NEW = { namespace: 'shop', name: 'new' };
+    await ensureNamespace(cluster, 'events');
+    await createService(cluster, { namespace: 'events', name: 'web' });
+    await createService(cluster, { namespace: 'events', name: 'db' });
+    await putSlice(cluster, sliceObject('events', 'web-abc', 'web', [{ ip: '10.2.0.5' }]));
+    const { informers } = await startSynced();
+    const WEB = { namespace: 'events', name: 'web' };
+    const DB = { namespace: 'events', name: 'db' };
+    const NEW = { namespace: 'events', name: 'new' };
 
     let event = next(informers, 'serviceChanged', refIs(NEW));
-    api.apply(service('shop', 'new', '10.96.0.30'));
+    const created = await createService(cluster, { namespace: 'events', name: 'new' });
     await event;
-    assert.deepEqual(informers.service(NEW)?.clusterIPs, ['10.96.0.30']);
+    assert.deepEqual(informers.service(NEW)?.clusterIPs, [created.clusterIP]);
 
     event = next(informers, 'sliceChanged', refIs(WEB));
-    api.apply(slice('shop', 'web-abc', 'web', ['10.1.0.5', '10.1.0.6']));
+    await putSlice(cluster, sliceObject('events', 'web-abc', 'web', [{ ip: '10.2.0.5' }, { ip: '10.2.0.6' }]));
     await event;
-    assert.deepEqual(informers.slicesFor(WEB)[0]?.endpoints.map((e) => e.address), ['10.1.0.5', '10.1.0.6']);
+    assert.deepEqual(informers.slicesFor(WEB)[0]?.endpoints.map((e) => e.address), ['10.2.0.5', '10.2.0.6']);
 
     const left = next(informers, 'sliceChanged', refIs(WEB));
     const joined = next(informers, 'sliceChanged', refIs(DB));
-    api.apply(slice('shop', 'web-abc', 'db', ['10.1.0.5']));
+    await putSlice(cluster, sliceObject('events', 'web-abc', 'db', [{ ip: '10.2.0.5' }]));
     await Promise.all([left, joined]);
     assert.deepEqual(informers.slicesFor(WEB), []);
-    assert.deepEqual(informers.slicesFor(DB).map((s) => s.name).sort(), ['db-manual', 'web-abc']);
-
-    event = next(informers, 'sliceChanged', refIs(DB));
-    api.delete('EndpointSlice', 'shop', 'db-manual');
-    await event;
     assert.deepEqual(informers.slicesFor(DB).map((s) => s.name), ['web-abc']);
 
+    event = next(informers, 'sliceChanged', refIs(DB));
+    await deleteSlice(cluster, 'events', 'web-abc');
+    await event;
+    assert.deepEqual(informers.slicesFor(DB), []);
+
     event = next(informers, 'serviceChanged', refIs(NEW));
-    api.delete('Service', 'shop', 'new');
+    await cluster.call('DELETE', '/api/v1/namespaces/events/services/new');
     await event;
     assert.equal(informers.service(NEW), undefined);
     assert.equal(informers.stats().services.lists, 1, 'no relist along the way');
   });
 
-  it('restarts after a dropped watch and resumes from its resourceVersion without relisting', T, async () => {
-    const { api, informers } = await startSynced();
+  it('reads an endpoint written without `serving` as kube-proxy does: serving', T, async () => {
+    await ensureNamespace(cluster, 'conditions');
+    await createService(cluster, { namespace: 'conditions', name: 'web' });
+    await putSlice(cluster, sliceObject('conditions', 'web-1', 'web', [
+      { ip: '10.3.0.1', ready: false, terminating: true },
+      { ip: '10.3.0.2', ready: false, serving: false, terminating: true },
+      { ip: '10.3.0.3', ready: false, serving: true, terminating: true },
+    ]));
+    const stored = await cluster.call<{ endpoints: { conditions: Record<string, boolean> }[] }>(
+      'GET',
+      '/apis/discovery.k8s.io/v1/namespaces/conditions/endpointslices/web-1',
+    );
+    assert.equal('serving' in stored.endpoints[0]!.conditions, false, 'the API server keeps `serving` absent');
+    const { informers } = await startSynced();
+    assert.deepEqual(informers.slicesFor({ namespace: 'conditions', name: 'web' })[0]?.endpoints, [
+      { address: '10.3.0.1', condition: 'terminating-serving' },
+      { address: '10.3.0.2', condition: 'not-serving' },
+      { address: '10.3.0.3', condition: 'terminating-serving' },
+    ]);
+  });
+
+  it('leaves out Services another proxy owns and headless ones, as kube-proxy does, also when labelled later', T, async () => {
+    await ensureNamespace(cluster, 'labels');
+    await createService(cluster, { namespace: 'labels', name: 'mine' });
+    await createService(cluster, {
+      namespace: 'labels',
+      name: 'other-proxy',
+      labels: { 'service.kubernetes.io/service-proxy-name': 'cilium' },
+    });
+    await createService(cluster, { namespace: 'labels', name: 'headless', labels: { 'service.kubernetes.io/headless': '' } });
+    const { informers } = await startSynced();
+    assert.deepEqual(servicesIn(informers, 'labels'), ['mine']);
+
+    const MINE = { namespace: 'labels', name: 'mine' };
+    const patch = (name: string, labels: Record<string, string | null>) =>
+      cluster.request('PATCH', `/api/v1/namespaces/labels/services/${name}`, { metadata: { labels } }, cluster.users.admin,
+        'application/merge-patch+json');
+    // A label added later takes the Service out of the selection: the watch reports it deleted.
+    let event = next(informers, 'serviceChanged', refIs(MINE));
+    assert.equal((await patch('mine', { 'service.kubernetes.io/service-proxy-name': 'cilium' })).status, 200);
+    await event;
+    assert.equal(informers.service(MINE), undefined);
+    event = next(informers, 'serviceChanged', refIs(MINE));
+    assert.equal((await patch('mine', { 'service.kubernetes.io/service-proxy-name': null })).status, 200);
+    await event;
+    assert.ok(informers.service(MINE));
+    event = next(informers, 'serviceChanged', (ref) => ref.namespace === 'labels' && ref.name === 'headless');
+    assert.equal((await patch('headless', { 'service.kubernetes.io/headless': null })).status, 200);
+    await event;
+    assert.deepEqual(servicesIn(informers, 'labels'), ['headless', 'mine']);
+  });
+
+  it('after a dropped connection, says synced only once the cache holds what changed meanwhile', T, async () => {
+    await ensureNamespace(cluster, 'drop');
+    await createService(cluster, { namespace: 'drop', name: 'web' });
+    await putSlice(cluster, sliceObject('drop', 'web-1', 'web', [{ ip: '10.4.0.1' }]));
+    const { informers, proxy } = await startSynced(FAST, { proxy: true });
+    const WEB = { namespace: 'drop', name: 'web' };
+    // What the cache says each time the informers call it complete.
+    const atSynced: string[] = [];
+    informers.on('synced', () =>
+      atSynced.push(JSON.stringify(informers.slicesFor(WEB).flatMap((s) => s.endpoints))));
+
+    const unsynced = next(informers, 'unsynced');
+    await toxiproxy.setEnabled(proxy, false);
+    const [reason] = await within(unsynced, 30_000, 'unsynced after the connection drop');
+    assert.match(reason, /^(services|endpointslices): /);
+    // The issue's scenario: while the watch is down, a new endpoint appears and starts draining.
+    await putSlice(cluster, sliceObject('drop', 'web-1', 'web', [{ ip: '10.4.0.1' }, { ip: '10.4.0.2' }]));
+    await putSlice(cluster, sliceObject('drop', 'web-1', 'web', [
+      { ip: '10.4.0.1' },
+      { ip: '10.4.0.2', ready: false, serving: true, terminating: true },
+    ]));
+    const resynced = next(informers, 'synced');
+    await toxiproxy.setEnabled(proxy, true);
+    await within(resynced, 60_000, 'synced after the connection came back');
+    const want = JSON.stringify([
+      { address: '10.4.0.1', condition: 'ready' },
+      { address: '10.4.0.2', condition: 'terminating-serving' },
+    ]);
+    assert.deepEqual(atSynced, [want], 'synced was reported on a cache without the changes');
+    const stats = informers.stats();
+    assert.deepEqual([stats.services.lists, stats.endpointslices.lists], [1, 1], 'resumed without a relist');
+    assert.ok(stats.endpointslices.restarts >= 1);
+  });
+
+  it('across an API server restart with compaction: 200 + ERROR 410, a relist, and synced only on the fresh state', T, async () => {
+    await ensureNamespace(cluster, 'restart');
+    await createService(cluster, { namespace: 'restart', name: 'web' });
+    await putSlice(cluster, sliceObject('restart', 'web-1', 'web', [{ ip: '10.5.0.1' }]));
+    await putSlice(cluster, sliceObject('restart', 'web-2', 'web', [{ ip: '10.5.0.2' }]));
+    const { informers, proxy } = await startSynced(FAST, { proxy: true });
+    const WEB = { namespace: 'restart', name: 'web' };
+    const atSynced: string[] = [];
+    informers.on('synced', () => atSynced.push(informers.slicesFor(WEB).map((s) => s.name).sort().join(',')));
+
+    // The agent is cut off while a slice goes away and etcd compacts; the restarted API server's watch cache
+    // starts at the current revision, so resuming from the agent's version meets 410.
+    const unsynced = next(informers, 'unsynced');
+    await toxiproxy.setEnabled(proxy, false);
+    await within(unsynced, 30_000, 'unsynced after the connection drop');
+    const gone = next(informers, 'sliceChanged', refIs(WEB));
+    await deleteSlice(cluster, 'restart', 'web-2');
+    await cluster.compact();
+    await cluster.restartApiserver();
+    const resynced = next(informers, 'synced');
+    await toxiproxy.setEnabled(proxy, true);
+    await within(Promise.all([gone, resynced]), 90_000, 'the deletion and synced after the restart');
+    assert.deepEqual(atSynced, ['web-1'], 'synced was reported on a cache that still held the deleted slice');
+    // The resumed watch met ERROR 410 and the informers listed again.
+    const stats = informers.stats();
+    assert.deepEqual([stats.endpointslices.lists, stats.endpointslices.fullSync], [2, 'streaming-list']);
+
+    // And the watch after the relist delivers.
+    const event = next(informers, 'sliceChanged', refIs(WEB));
+    await putSlice(cluster, sliceObject('restart', 'web-1', 'web', [{ ip: '10.5.0.3' }]));
+    await event;
+  });
+
+  it('abandons and counts a watch that delivers neither events nor bookmarks, and recovers', T, async () => {
+    await ensureNamespace(cluster, 'hang');
+    await createService(cluster, { namespace: 'hang', name: 'web' });
+    await putSlice(cluster, sliceObject('hang', 'web-1', 'web', [{ ip: '10.6.0.1' }]));
+    // Short server-side timeouts bring a bookmark 2 s before each watch's end, so a quiet healthy watch never
+    // stays silent for the idle limit.
+    const { informers, proxy } = await startSynced({ ...FAST, idleTimeoutMs: 5000, watchTimeoutSeconds: 2 }, { proxy: true });
+    await new Promise((r) => setTimeout(r, 8000));
+    assert.deepEqual([informers.synced, informers.stats().services.deadWatches], [true, 0], 'a healthy quiet watch lives');
+
     const errors: string[] = [];
     informers.on('informerError', (resource, message) => errors.push(`${resource}: ${message}`));
-    const unsynced = next(informers, 'unsynced');
-    const resynced = unsynced.then(() => next(informers, 'synced'));
-    api.dropWatches();
-    await resynced;
-    assert.match((await unsynced)[0], /^(services|endpointslices): connection to the API server lost/);
-    assert.equal(informers.synced, true);
-    const stats = informers.stats();
-    assert.ok(stats.services.restarts >= 1 && stats.endpointslices.restarts >= 1, JSON.stringify(stats));
-    assert.deepEqual([stats.services.lists, stats.endpointslices.lists], [1, 1]);
-    assert.ok(errors.length >= 2 && errors.every((e) => !e.includes('\n')), errors.join(' | '));
+    // The server's answers stop reaching the agent (an hour's latency); the connections stay open.
+    await toxiproxy.addToxic(proxy, { name: 'hang', type: 'latency', attributes: { latency: 3_600_000 } });
+    await until(() => errors.some((e) => /delivered nothing for 5 s: abandoned/.test(e)), 'a dead watch', 20_000);
+    assert.equal(informers.synced, false);
+    assert.ok(informers.stats().services.deadWatches + informers.stats().endpointslices.deadWatches >= 1);
 
-    const event = next(informers, 'sliceChanged', refIs(WEB));
-    api.apply(slice('shop', 'web-abc', 'web', ['10.1.0.7']));
-    await event;
-    assert.equal(informers.slicesFor(WEB)[0]?.endpoints[0]?.address, '10.1.0.7');
+    await putSlice(cluster, sliceObject('hang', 'web-1', 'web', [{ ip: '10.6.0.2' }]));
+    const resynced = next(informers, 'synced');
+    await toxiproxy.removeToxic(proxy, 'hang');
+    await within(resynced, 60_000, 'synced after the hang ended');
+    assert.deepEqual(informers.slicesFor({ namespace: 'hang', name: 'web' })[0]?.endpoints.map((e) => e.address), ['10.6.0.2']);
   });
 
-  it('resumes a watch the server ends after its timeoutSeconds without a restart', T, async () => {
-    api = await StandIn.start();
-    fixtures(api);
-    informers = new ClusterInformers(loadKubeConfig(api.kubeconfigFile()), { watchTimeoutSeconds: 1 });
-    let unsynced = 0;
-    informers.on('unsynced', () => unsynced++);
-    const synced = next(informers, 'synced');
+  it('stays unsynced on 403 with one clear line per failure, and syncs once RBAC grants the rights', T, async () => {
+    const { informers } = await startInformers({ initialBackoffMs: 100, maxBackoffMs: 500 }, { user: cluster.users.agent });
+    const errors: [string, string][] = [];
+    informers.on('informerError', (resource, message) => errors.push([resource, message]));
+    let synced = 0;
+    informers.on('synced', () => synced++);
     informers.start();
-    await synced;
-    const watches = api.requests('watch', SERVICES);
-    await until(() => api!.requests('watch', SERVICES) > watches);
-    const event = next(informers, 'serviceChanged', refIs(WEB));
-    api.apply(service('shop', 'web', '10.96.0.10', { app: 'web', v: '2' }));
-    await event;
-    assert.deepEqual([informers.stats().services.restarts, informers.stats().services.lists], [0, 1]);
-    assert.equal(unsynced, 0, 'a clean end of a watch is no loss of sync');
-  });
+    await until(() => errors.length >= 4, '403 errors from both informers');
+    for (const [resource, message] of errors) {
+      assert.match(message, new RegExp(`^API server answered 403 Forbidden: .*User "ipvs-janitor-agent" cannot \\w+ resource "${resource}"`));
+      assert.match(message, /check the credentials and the RBAC rights/);
+      assert.ok(!message.includes('\n'), message);
+    }
+    assert.deepEqual([informers.synced, synced], [false, 0]);
 
-  it('relists on 410 Gone and reports what was deleted while it was away', T, async () => {
-    const { api, informers } = await startSynced();
-    const gone = next(informers, 'sliceChanged', refIs(WEB));
-    const resynced = next(informers, 'unsynced').then(() => next(informers, 'synced'));
-    // Synchronous: the informers cannot reconnect between these, so they miss the deletion's event.
-    api.dropWatches();
-    api.delete('EndpointSlice', 'shop', 'web-abc');
-    api.expireHistory();
-    await Promise.all([gone, resynced]);
-    assert.deepEqual(informers.slicesFor(WEB), []);
-    assert.deepEqual(informers.slicesFor(DB).map((s) => s.name), ['db-manual']);
-    const stats = informers.stats();
-    assert.deepEqual([stats.services.lists, stats.endpointslices.lists], [2, 2]);
-  });
-
-  it('relists after an ERROR 410 event on an open watch', T, async () => {
-    const { api, informers } = await startSynced();
-    const resynced = next(informers, 'unsynced').then(() => next(informers, 'synced'));
-    api.expireHistory();
-    await resynced;
-    const stats = informers.stats();
-    assert.deepEqual([stats.services.lists, stats.endpointslices.lists], [2, 2]);
-    assert.deepEqual([stats.services.restarts, stats.endpointslices.restarts], [0, 0], 'the library relists by itself');
-
-    const event = next(informers, 'serviceChanged', refIs(WEB));
-    api.apply(service('shop', 'web', '10.96.0.10', { app: 'web', v: '2' }));
-    await event;
-  });
-
-  it('stays unsynced while lists and watches fail, backs off, and syncs once they recover', T, async () => {
-    api = await StandIn.start();
-    fixtures(api);
-    api.failNext({ path: SERVICES, status: 403, verb: 'list' });
-    api.failNext({ path: SERVICES, status: 500, verb: 'list' });
-    api.failNext({ path: SLICES, status: 503, verb: 'watch' });
-    informers = new ClusterInformers(loadKubeConfig(api.kubeconfigFile()), { initialBackoffMs: 10, maxBackoffMs: 50 });
-    const errors: [string, string, number][] = [];
-    let syncedEvents = 0;
-    let syncedAtError = false;
-    informers.on('informerError', (resource, message, retryInMs) => {
-      syncedAtError ||= informers?.synced === true;
-      errors.push([resource, message, retryInMs]);
+    const resynced = next(informers, 'synced');
+    await cluster.call('POST', '/apis/rbac.authorization.k8s.io/v1/clusterroles', {
+      metadata: { name: 'ipvs-janitor-test' },
+      rules: [
+        { apiGroups: [''], resources: ['services'], verbs: ['list', 'watch'] },
+        { apiGroups: ['discovery.k8s.io'], resources: ['endpointslices'], verbs: ['list', 'watch'] },
+      ],
     });
-    informers.on('synced', () => syncedEvents++);
-    const synced = next(informers, 'synced');
-    informers.start();
-    await synced;
-
-    const services = errors.filter(([r]) => r === 'services').map(([, m]) => m);
-    const slices = errors.filter(([r]) => r === 'endpointslices').map(([, m]) => m);
-    assert.match(services[0] ?? '', /^API server answered 403 Forbidden: injected failure for list \/api\/v1\//);
-    assert.match(services[1] ?? '', /^API server answered 500 /);
-    assert.match(slices[0] ?? '', /^API server answered 503 /);
-    assert.equal(errors.length, 3);
-    assert.ok(errors.every(([, , retry]) => retry >= 5 && retry <= 50), JSON.stringify(errors));
-    assert.equal(syncedEvents, 1);
-    assert.equal(syncedAtError, false);
-    const stats = informers.stats();
-    assert.deepEqual([stats.services.restarts, stats.services.lists], [2, 1]);
-    // The watch failed after a good list: the restart resumed the watch instead of listing again.
-    assert.deepEqual([stats.endpointslices.restarts, stats.endpointslices.lists], [1, 1]);
-    assert.equal(api.requests('list', SLICES), 1);
-  });
-
-  it('accepts bookmarks, which spare a quiet resource a relist after its watch drops', T, async () => {
-    const { api, informers } = await startSynced();
-    let event = next(informers, 'sliceChanged', refIs(WEB));
-    api.apply(slice('shop', 'web-abc', 'web', ['10.1.0.8']));
-    await event;
-    // Services saw no event since their list; the bookmark brings their resourceVersion up to date.
-    assert.notEqual(informers.stats().services.resourceVersion, api.resourceVersion);
-    api.bookmark();
-    await until(() => informers.stats().services.resourceVersion === api.resourceVersion);
-
-    let resynced = next(informers, 'unsynced').then(() => next(informers, 'synced'));
-    api.dropWatches();
-    api.expireHistory();
-    await resynced;
-    assert.deepEqual([informers.stats().services.lists, informers.stats().endpointslices.lists], [1, 1]);
-
-    // The same without a bookmark: the Services' resourceVersion is too old now.
-    event = next(informers, 'sliceChanged', refIs(WEB));
-    api.apply(slice('shop', 'web-abc', 'web', ['10.1.0.9']));
-    await event;
-    resynced = next(informers, 'unsynced').then(() => next(informers, 'synced'));
-    api.dropWatches();
-    api.expireHistory();
-    await resynced;
-    assert.deepEqual([informers.stats().services.lists, informers.stats().endpointslices.lists], [2, 1]);
+    await cluster.call('POST', '/apis/rbac.authorization.k8s.io/v1/clusterrolebindings', {
+      metadata: { name: 'ipvs-janitor-test' },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'ipvs-janitor-test' },
+      subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: cluster.users.agent.name }],
+    });
+    await within(resynced, 30_000, 'synced once the rights are granted');
+    assert.ok(informers.allServices().some((s) => s.namespace === 'default' && s.name === 'kubernetes'));
   });
 
   it('reports an unreachable API server as one line and never syncs', T, async () => {
-    const gone = await StandIn.start();
-    const kc = loadKubeConfig(gone.kubeconfigFile());
-    const url = gone.url;
-    await gone.close();
-    informers = new ClusterInformers(kc, { initialBackoffMs: 10, maxBackoffMs: 20 });
+    const port = await freePort();
+    informers = new ClusterInformers(loadKubeConfig(cluster.kubeconfig(cluster.users.admin, `https://127.0.0.1:${port}`)), {
+      initialBackoffMs: 10,
+      maxBackoffMs: 20,
+    });
     const first = next(informers, 'informerError');
     let synced = 0;
     informers.on('synced', () => synced++);
     informers.start();
     const [, message] = await first;
     assert.match(message, /ECONNREFUSED/);
-    assert.ok(message.includes(new URL(url).host) && !message.includes('\n'), message);
-    await until(() => informers!.stats().services.restarts >= 2);
-    assert.equal(informers.synced, false);
-    assert.equal(synced, 0);
+    assert.ok(message.includes(`127.0.0.1:${port}`) && !message.includes('\n'), message);
+    await until(() => informers!.stats().services.restarts >= 2, 'two restarts');
+    assert.deepEqual([informers.synced, synced], [false, 0]);
   });
 
   it('turns a configuration that cannot work into a one-line KubeConfigError', T, () => {

@@ -1,10 +1,9 @@
 // From API-shaped Services and EndpointSlices, through the slim records, to the virtual services kube-proxy
 // would lay out.
 import assert from 'node:assert/strict';
-import type { NetworkInterfaceInfo } from 'node:os';
 import { describe, it } from 'node:test';
 import type { V1EndpointConditions, V1EndpointSlice, V1Service } from '@kubernetes/client-node';
-import { desiredVirtualServices, localNodeAddresses } from '../../src/k8s/mapping.js';
+import { desiredVirtualServices } from '../../src/k8s/mapping.js';
 import { endpointCondition, toServiceRecord, toSliceRecord } from '../../src/k8s/records.js';
 import type { DesiredVirtualService } from '../../src/reconcile/types.js';
 
@@ -255,8 +254,6 @@ describe('records', () => {
         ports: [{ name: 'h', protocol: 'tcp', port: 80, nodePort: 0 }],
       },
     );
-    // ListWatch reads identity and version through metadata.
-    assert.equal(service.metadata, service);
     const endpoints = [{ ip: 'fd00::5', conditions: ready }, { ip: '10.1.0.5' }];
     const s = toSliceRecord(slice('web-a', 'IPv6', [{ name: 'h', port: 8080 }], endpoints));
     assert.deepEqual(
@@ -273,17 +270,21 @@ describe('records', () => {
     );
   });
 
-  it('collapse endpoint conditions: ready absent is true, serving absent defers to ready', () => {
+  it('read endpoint conditions as kube-proxy does: ready and serving absent are true, terminating absent false', () => {
     const table: [V1EndpointConditions | undefined, string][] = [
       [undefined, 'ready'],
       [{}, 'ready'],
       [{ ready: true }, 'ready'],
       [{ ready: true, serving: true, terminating: true }, 'ready'],
       [{ ready: false, serving: true, terminating: true }, 'terminating-serving'],
+      // kube-proxy: serving == nil is serving, so a terminating endpoint without the field still gets traffic.
+      [{ ready: false, terminating: true }, 'terminating-serving'],
+      [{ ready: false, serving: null as unknown as undefined, terminating: true }, 'terminating-serving'],
+      // Neither ready nor terminating but serving: no controller writes it; nothing gets deleted on it.
       [{ ready: false, serving: true }, 'terminating-serving'],
+      [{ ready: false }, 'terminating-serving'],
       [{ ready: false, serving: false, terminating: true }, 'not-serving'],
-      [{ ready: false, terminating: true }, 'not-serving'],
-      [{ ready: false }, 'not-serving'],
+      [{ ready: false, serving: false }, 'not-serving'],
     ];
     for (const [conditions, want] of table) {
       assert.equal(endpointCondition(conditions), want, JSON.stringify(conditions));
@@ -291,22 +292,3 @@ describe('records', () => {
   });
 });
 
-describe('localNodeAddresses', () => {
-  it('takes every address outside kube-ipvs0, loopback and link-local included, once each', () => {
-    const v4 = (address: string): NetworkInterfaceInfo =>
-      ({ address, family: 'IPv4', netmask: '255.0.0.0', mac: '', internal: false, cidr: null });
-    const v6 = (address: string): NetworkInterfaceInfo =>
-      ({ address, family: 'IPv6', netmask: 'ffff::', mac: '', internal: false, cidr: null, scopeid: 0 });
-    const addresses = localNodeAddresses({
-      lo: [v4('127.0.0.1'), v6('::1')],
-      eth0: [v4('10.0.0.4'), v6('fe80::1'), v6('2001:db8::4')],
-      'kube-ipvs0': [v4('10.96.0.10'), v4('10.0.0.4')],
-      docker0: [v4('172.17.0.1')],
-    });
-    assert.deepEqual(addresses.sort(), ['10.0.0.4', '127.0.0.1', '172.17.0.1', '2001:db8::4', '::1', 'fe80::1']);
-  });
-
-  it('reads this host by default', () => {
-    assert.ok(localNodeAddresses().length > 0);
-  });
-});
