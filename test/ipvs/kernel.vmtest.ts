@@ -152,6 +152,15 @@ describe('cross-checked with ipvsadm', () => {
       20000,
     );
     assert.equal(formatTable(table), ipvsadmList());
+    // The lean decoder reads the same replies as the full one: every real server, the same key and weight.
+    for (const { service, destinations } of table.entries) {
+      const lean = await client.listDestinationWeights(service.key);
+      assert.deepEqual(
+        lean,
+        destinations.map(({ family, address, port, weight }) => ({ family, address, port, weight })),
+        JSON.stringify(service.key),
+      );
+    }
     sh('ipvsadm -C');
   });
 
