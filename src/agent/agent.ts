@@ -18,6 +18,8 @@ export interface AgentOptions {
   policy: Policy;
   dryRun: boolean;
   resyncPeriodMs: number;
+  /** How often draining real servers, and those kube-proxy has yet to zero, are read again. */
+  drainPollIntervalMs: number;
   /** Absent: the host's local addresses. */
   nodePortAddresses?: string[];
   metricsAddress: string;
@@ -48,7 +50,15 @@ export async function runAgent(options: AgentOptions): Promise<void> {
       return service ? desiredVirtualServices(service, informers.slicesFor(ref), nodeAddresses) : [];
     },
   };
-  const janitor = new Janitor({ ipvs, desired, policy: options.policy, dryRun: options.dryRun, log, metrics });
+  const janitor = new Janitor({
+    ipvs,
+    desired,
+    policy: options.policy,
+    dryRun: options.dryRun,
+    log,
+    metrics,
+    drainPollIntervalMs: options.drainPollIntervalMs,
+  });
 
   const updateSyncedGauges = () => {
     for (const [resource, stats] of Object.entries(informers.stats())) {

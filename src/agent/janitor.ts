@@ -8,6 +8,7 @@ import { decide, type Deletion, type ZeroWeightSince } from '../reconcile/decide
 import { addressPortKey, destinationKeyString, serviceKeyString } from '../reconcile/keys.js';
 import type { DesiredVirtualService, Policy, ServiceRef } from '../reconcile/types.js';
 import type { Logger } from './log.js';
+import { FollowedSet } from './followed.js';
 import type { Metrics } from './metrics.js';
 import { WorkQueue, type Priority } from './workqueue.js';
 
@@ -29,9 +30,13 @@ export interface JanitorOptions {
   metrics: Metrics;
   /** Milliseconds on a clock that does not jump. */
   clock?: () => number;
+  /** How often followed real servers (draining, or awaiting kube-proxy's weight 0) are read again. */
+  drainPollIntervalMs?: number;
+  /** How long a weight > 0 real server whose endpoint left is followed before the resync is left to it. */
+  awaitZeroLimitMs?: number;
 }
 
-type Trigger = { kind: 'event'; firstEventAt: number } | { kind: 'resync' };
+type Trigger = { kind: 'event'; firstEventAt: number } | { kind: 'resync' } | { kind: 'follow-up' };
 
 /** One full resync: the kernel's virtual services as one dump listed them, and the Services still to visit. */
 interface ResyncPass {
@@ -86,9 +91,14 @@ export class Janitor {
   private again: { finished: Promise<void>; start: () => void } | undefined;
   private stopped = false;
   private readonly clock: () => number;
+  private readonly followed: FollowedSet;
+  /** Service keys whose next run is a follow-up: it reads only their followed virtual services. */
+  private readonly followUpDue = new Set<string>();
+  private followTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly o: JanitorOptions) {
     this.clock = o.clock ?? (() => performance.now());
+    this.followed = new FollowedSet(o.awaitZeroLimitMs ?? 120_000);
     this.queue = new WorkQueue({
       process: (key, priority) => this.reconcileService(key, priority),
       // reconcileService catches what a Service can throw; this is the last line, so the daemon never stops.
@@ -135,6 +145,7 @@ export class Janitor {
   async stop(): Promise<void> {
     this.stopped = true;
     this.again = undefined;
+    clearInterval(this.followTimer);
     await this.queue.shutDown();
     if (this.pass !== undefined) this.finishPass(this.pass, 'incomplete');
   }
@@ -183,6 +194,8 @@ export class Janitor {
     if (result === 'complete') {
       // Drain clocks of virtual services that no longer exist (or no Service owns) are forgotten.
       for (const key of this.zeroWeightSince.keys()) if (!pass.zeroWeight.has(key)) this.zeroWeightSince.delete(key);
+      this.followed.retainOnly(pass.zeroWeight);
+      this.followUpsChanged();
       let zeroWeight = 0;
       for (const n of pass.zeroWeight.values()) zeroWeight += n;
       this.o.metrics.zeroWeightDestinations.set(zeroWeight);
@@ -200,11 +213,18 @@ export class Janitor {
     const ref = refOf(key);
     const firstEventAt = this.firstEventAt.get(key);
     this.firstEventAt.delete(key);
-    const trigger: Trigger =
-      priority === 'high' && firstEventAt !== undefined ? { kind: 'event', firstEventAt } : { kind: 'resync' };
     // The pass this run counts for: one that began before it did.
     const pass = this.pass?.pending.has(key) ? this.pass : undefined;
-    const end = trigger.kind === 'event' ? this.o.metrics.reconcileDuration.startTimer({ trigger: 'event' }) : undefined;
+    // Events and resync steps read every virtual service of the Service, the followed ones included.
+    const followUpOnly = this.followUpDue.delete(key) && firstEventAt === undefined && pass === undefined;
+    const trigger: Trigger =
+      priority === 'high' && firstEventAt !== undefined
+        ? { kind: 'event', firstEventAt }
+        : followUpOnly
+          ? { kind: 'follow-up' }
+          : { kind: 'resync' };
+    const timed = trigger.kind === 'event';
+    const end = timed ? this.o.metrics.reconcileDuration.startTimer({ trigger: 'event' }) : undefined;
     try {
       if (!this.o.desired.isSynced()) {
         if (pass) pass.incomplete = true;
@@ -218,12 +238,14 @@ export class Janitor {
         if (pass) pass.incomplete = true;
         return;
       }
+      const followedHere = trigger.kind === 'follow-up' ? this.followed.virtualServicesOf(key) : undefined;
       for (const vs of wanted) {
         try {
           const vsKey = serviceKeyString(vs.key);
           // A resync step reads only virtual services the pass's dump listed; an event reads each one, as
-          // it may have been created since.
+          // it may have been created since; a follow-up only those it follows.
           if (trigger.kind === 'resync' && pass?.kernel?.has(vsKey) === false) continue;
+          if (followedHere !== undefined && !followedHere.delete(vsKey)) continue;
           const zeroWeight = await this.reconcileVirtualService(vs, vsKey, trigger);
           this.pass?.zeroWeight.set(vsKey, zeroWeight);
         } catch (err) {
@@ -232,6 +254,9 @@ export class Janitor {
           if (pass) pass.incomplete = true;
         }
       }
+      // Followed virtual services the Service no longer has: never touched again on its account.
+      for (const vsKey of followedHere ?? []) this.followed.forget(vsKey);
+      this.followUpsChanged();
     } finally {
       end?.();
       if (pass) {
@@ -251,9 +276,17 @@ export class Janitor {
       this.kernelError('read destinations', vs, err);
       return this.zeroWeightSince.get(key)?.size ?? 0;
     }
-    const decision = decide(vs, destinations, this.o.policy, this.clock(), this.zeroWeightSince.get(key) ?? new Map());
+    const decision = decide(vs, destinations, vs.policy ?? this.o.policy, this.clock(), this.zeroWeightSince.get(key) ?? new Map());
     if (decision.zeroWeightSince.size > 0) this.zeroWeightSince.set(key, decision.zeroWeightSince);
     else this.zeroWeightSince.delete(key);
+    const expired = this.followed.update(key, refKey(vs.service), decision.followUps, this.clock());
+    if (expired.length > 0) {
+      this.o.log.debug('stopped following real servers still above weight 0; the resync will look again', {
+        service: refKey(vs.service),
+        virtualService: describeServiceKey(vs.key),
+        realServers: expired,
+      });
+    }
     let remaining = decision.zeroWeightSince.size;
     for (const deletion of decision.deletions) {
       // The caches may have changed while we read the kernel (the address came back, the Service went,
@@ -282,7 +315,7 @@ export class Janitor {
     if (!this.o.desired.isSynced()) return false;
     const now = this.o.desired.virtualServicesOf(ref).find((vs) => serviceKeyString(vs.key) === key);
     if (now === undefined) return false;
-    return decide(now, destination, this.o.policy, this.clock(), zeroWeightSince).deletions.length > 0;
+    return decide(now, destination, now.policy ?? this.o.policy, this.clock(), zeroWeightSince).deletions.length > 0;
   }
 
   private async delete(d: Deletion, trigger: Trigger): Promise<boolean> {
@@ -314,9 +347,29 @@ export class Janitor {
       }
     }
     this.o.metrics.deletions.inc(labels);
+    this.o.metrics.drainTime.observe({ reason: d.reason }, d.zeroWeightForMs / 1000);
     if (trigger.kind === 'event') this.o.metrics.eventToDeletion.observe((this.clock() - trigger.firstEventAt) / 1000);
     this.o.log.info('deleted real server', fields);
     return true;
+  }
+
+  /** Runs the follow-up timer exactly while something is followed. */
+  private followUpsChanged(): void {
+    this.o.metrics.draining.set(this.followed.draining());
+    if (this.followed.size === 0 || this.stopped) {
+      clearInterval(this.followTimer);
+      this.followTimer = undefined;
+      return;
+    }
+    this.followTimer ??= setInterval(() => {
+      // The queue holds each Service once: a slow read never piles follow-ups up.
+      for (const key of this.followed.services()) {
+        this.followUpDue.add(key);
+        this.queue.add(key, 'high');
+      }
+    }, this.o.drainPollIntervalMs ?? 300);
+    // The agent lives on its informers and HTTP server; this timer alone keeps no process alive.
+    this.followTimer.unref();
   }
 
   private kernelError(what: string, vs: Pick<DesiredVirtualService, 'service' | 'key'>, err: unknown): void {

@@ -26,6 +26,18 @@ export function createMetrics() {
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
       registers,
     }),
+    draining: new Gauge({
+      name: 'ipvs_janitor_draining_destinations',
+      help: 'Weight-0 real servers kept only for their active connections (drain policy), re-read every poll interval',
+      registers,
+    }),
+    drainTime: new Histogram({
+      name: 'ipvs_janitor_drain_seconds',
+      help: 'From the agent first seeing a real server at weight 0 to deleting it, by reason',
+      labelNames: ['reason'] as const,
+      buckets: [0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900],
+      registers,
+    }),
     reconcileDuration: new Histogram({
       name: 'ipvs_janitor_reconcile_duration_seconds',
       help: 'Duration of one reconcile pass, by trigger',

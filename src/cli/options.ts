@@ -13,7 +13,7 @@ export type RunOptions = AgentOptions;
 const flags = {
   kubeconfig: { env: 'KUBECONFIG', type: 'string', help: 'kubeconfig file; default: in-cluster service account' },
   'node-name': { env: 'NODE_NAME', type: 'string', help: 'this node, for logs (from the downward API)' },
-  policy: { env: 'IPVS_JANITOR_POLICY', type: 'string', help: 'graceful (default) | immediate' },
+  policy: { env: 'IPVS_JANITOR_POLICY', type: 'string', help: 'graceful (default) | drain | immediate' },
   'max-drain-seconds': {
     env: 'IPVS_JANITOR_MAX_DRAIN_SECONDS',
     type: 'string',
@@ -21,6 +21,11 @@ const flags = {
   },
   'dry-run': { env: 'IPVS_JANITOR_DRY_RUN', type: 'boolean', help: 'decide and log, delete nothing' },
   'resync-period': { env: 'IPVS_JANITOR_RESYNC_PERIOD', type: 'string', help: 'full resync interval (default 60s)' },
+  'drain-poll-interval': {
+    env: 'IPVS_JANITOR_DRAIN_POLL_INTERVAL',
+    type: 'string',
+    help: 'how often draining real servers, and those kube-proxy has yet to zero, are read again (default 300ms)',
+  },
   'nodeport-addresses': {
     env: 'IPVS_JANITOR_NODEPORT_ADDRESSES',
     type: 'string',
@@ -80,8 +85,8 @@ export function parseRunOptions(args: string[], env: NodeJS.ProcessEnv): RunOpti
   };
 
   const mode = get('policy') ?? 'graceful';
-  if (mode !== 'graceful' && mode !== 'immediate') {
-    throw new UsageError(`invalid --policy ${JSON.stringify(mode)}: use graceful or immediate`);
+  if (mode !== 'graceful' && mode !== 'drain' && mode !== 'immediate') {
+    throw new UsageError(`invalid --policy ${JSON.stringify(mode)}: use graceful, drain or immediate`);
   }
   const maxDrain = Number(get('max-drain-seconds') ?? '0');
   if (!Number.isInteger(maxDrain) || maxDrain < 0) {
@@ -89,6 +94,8 @@ export function parseRunOptions(args: string[], env: NodeJS.ProcessEnv): RunOpti
   }
   const resyncPeriodMs = parseDuration(get('resync-period') ?? '60s');
   if (resyncPeriodMs < 1000) throw new UsageError('--resync-period must be at least 1s');
+  const drainPollIntervalMs = parseDuration(get('drain-poll-interval') ?? '300ms');
+  if (drainPollIntervalMs < 10) throw new UsageError('--drain-poll-interval must be at least 10ms');
   const nodePort = get('nodeport-addresses');
   const nodePortAddresses = nodePort?.split(',').map((a) => a.trim()).filter(Boolean);
   for (const a of nodePortAddresses ?? []) {
@@ -106,6 +113,7 @@ export function parseRunOptions(args: string[], env: NodeJS.ProcessEnv): RunOpti
     policy: maxDrain > 0 ? { mode, maxDrainSeconds: maxDrain } : { mode },
     dryRun: parseBoolean('--dry-run', get('dry-run') ?? 'false'),
     resyncPeriodMs,
+    drainPollIntervalMs,
     ...(nodePortAddresses?.length ? { nodePortAddresses } : {}),
     metricsAddress: get('metrics-address') ?? '0.0.0.0:9940',
     logLevel: logLevel as LogLevel,

@@ -2,11 +2,12 @@
 // the EndpointSlices and the clock, and acts on the answer.
 import type { Destination, ServiceKey } from '../ipvs/types.js';
 import { addressPortKey, destinationKeyString } from './keys.js';
-import type { DesiredEndpoint, DesiredVirtualService, Policy, ServiceRef } from './types.js';
+import type { DesiredEndpoint, DesiredVirtualService, EndpointCondition, Policy, ServiceRef } from './types.js';
 
 export type DeletionReason =
   | 'endpoint-gone' // weight 0, its address:port is in no slice of the Service
   | 'endpoint-not-serving' // weight 0, listed but no listing is serving
+  | 'endpoint-drained' // drain: weight 0, endpoint terminating, no active connection left
   | 'immediate' // weight 0 under the immediate policy, whatever the endpoint's state
   | 'max-drain-exceeded'; // weight 0 for longer than maxDrainSeconds, even though an endpoint serves it
 
@@ -31,40 +32,72 @@ export interface Deletion {
  */
 export type ZeroWeightSince = ReadonlyMap<string, number>;
 
+/**
+ * A real server to read again soon, because the kernel sends no event for what would change the answer:
+ * - draining: weight 0, kept only for its active connections (drain policy); goes when they end;
+ * - awaiting-zero: weight > 0 although its endpoint left the slices or stopped serving (kube-proxy writes
+ *   weight 0 seconds later); the policy lets it go (or drains it) once the weight is 0.
+ */
+export interface FollowUp {
+  kind: 'draining' | 'awaiting-zero';
+  /** destinationKeyString() of the real server. */
+  key: string;
+}
+
 export interface Decision {
   deletions: Deletion[];
   zeroWeightSince: ZeroWeightSince;
+  followUps: FollowUp[];
 }
 
-type Backing = 'serving' | 'not-serving';
+/** What the slices say of an address:port, the most serving listing winning. */
+type Backing = 'ready' | 'terminating' | 'not-serving';
+
+type Verdict = { action: 'delete'; reason: DeletionReason } | { action: 'keep' } | { action: 'drain' };
 
 /**
  * @param desired a virtual service that a Kubernetes Service accounts for; never call this for any other
  * @param current the kernel's destinations of desired.key, read just before acting on the answer
+ * @param defaultPolicy applies unless the Service has its own (desired.policy)
  * @param now milliseconds on a clock that does not jump (e.g. performance.now()), so drain times stay true
  * @throws TypeError when an address is not an IP: no deletion is better than one based on unreadable input
  */
 export function decide(
   desired: DesiredVirtualService,
   current: readonly Destination[],
-  policy: Policy,
+  defaultPolicy: Policy,
   now: number,
   zeroWeightSince: ZeroWeightSince,
 ): Decision {
+  const policy = desired.policy ?? defaultPolicy;
   const backing = backingByAddressPort(desired.endpoints);
   // A dump is not a snapshot and may repeat an entry: a copy above weight 0 protects every copy.
   const notZero = new Set(current.filter((dest) => dest.weight !== 0).map(destinationKeyString));
   const nextSince = new Map<string, number>();
   const deletions: Deletion[] = [];
+  const followUps: FollowUp[] = [];
+  const followed = new Set<string>();
 
   for (const dest of current) {
     const key = destinationKeyString(dest);
-    if (notZero.has(key) || nextSince.has(key)) continue;
+    const backs = backing.get(addressPortKey(dest.address, dest.port));
+    if (notZero.has(key)) {
+      // What the policy would do at weight 0, for a real server whose endpoint is no longer ready.
+      const atZero = verdict(policy, backs, 0, dest.activeConnections);
+      if (backs !== 'ready' && atZero.action !== 'keep' && !followed.has(key)) {
+        followed.add(key);
+        followUps.push({ kind: 'awaiting-zero', key });
+      }
+      continue;
+    }
+    if (nextSince.has(key)) continue;
     const since = zeroWeightSince.get(key) ?? now;
     nextSince.set(key, since);
     const zeroWeightForMs = now - since;
-    const reason = reasonToDelete(policy, backing.get(addressPortKey(dest.address, dest.port)), zeroWeightForMs);
-    if (reason === undefined) continue;
+    const v = verdict(policy, backs, zeroWeightForMs, dest.activeConnections);
+    if (v.action === 'drain') followUps.push({ kind: 'draining', key });
+    if (v.action !== 'delete') continue;
+    const reason = v.reason;
     deletions.push({
       service: desired.service,
       serviceKey: desired.key,
@@ -81,8 +114,15 @@ export function decide(
       zeroWeightForMs,
     });
   }
-  return { deletions, zeroWeightSince: nextSince };
+  return { deletions, zeroWeightSince: nextSince, followUps };
 }
+
+const RANK: Readonly<Record<Backing, number>> = { 'not-serving': 0, terminating: 1, ready: 2 };
+const BACKING: Readonly<Record<EndpointCondition, Backing>> = {
+  ready: 'ready',
+  'terminating-serving': 'terminating',
+  'not-serving': 'not-serving',
+};
 
 function backingByAddressPort(endpoints: readonly DesiredEndpoint[]): Map<string, Backing> {
   const backing = new Map<string, Backing>();
@@ -90,22 +130,23 @@ function backingByAddressPort(endpoints: readonly DesiredEndpoint[]): Map<string
     const key = addressPortKey(endpoint.address, endpoint.port);
     // One serving listing makes the address live, whatever other slices (or a reused pod IP's old entry) say.
     // 'ready' counts as serving: kube-proxy may not yet have raised the weight of a pod that came back.
-    if (endpoint.condition !== 'not-serving') backing.set(key, 'serving');
-    else if (!backing.has(key)) backing.set(key, 'not-serving');
+    const says = BACKING[endpoint.condition];
+    const known = backing.get(key);
+    if (known === undefined || RANK[says] > RANK[known]) backing.set(key, says);
   }
   return backing;
 }
 
-function reasonToDelete(
-  policy: Policy,
-  backing: Backing | undefined,
-  zeroWeightForMs: number,
-): DeletionReason | undefined {
-  if (policy.mode === 'immediate') return 'immediate';
-  if (backing === undefined) return 'endpoint-gone';
-  if (backing === 'not-serving') return 'endpoint-not-serving';
-  if (policy.maxDrainSeconds !== undefined && zeroWeightForMs > policy.maxDrainSeconds * 1000) {
-    return 'max-drain-exceeded';
-  }
-  return undefined;
+function verdict(policy: Policy, backing: Backing | undefined, zeroWeightForMs: number, active: number): Verdict {
+  if (policy.mode === 'immediate') return { action: 'delete', reason: 'immediate' };
+  const overdue = policy.maxDrainSeconds !== undefined && zeroWeightForMs > policy.maxDrainSeconds * 1000;
+  const untilOverdue: Verdict = overdue ? { action: 'delete', reason: 'max-drain-exceeded' } : { action: 'keep' };
+  if (backing === 'ready') return untilOverdue;
+  if (policy.mode === 'graceful' && backing === 'terminating') return untilOverdue;
+  // drain: only active connections hold a real server whose endpoint is on its way out; a finished TCP
+  // connection (and every UDP entry) is inactive, and under port reuse those never reach 0.
+  if (policy.mode === 'drain' && active > 0) return overdue ? untilOverdue : { action: 'drain' };
+  const reason: DeletionReason =
+    backing === undefined ? 'endpoint-gone' : backing === 'not-serving' ? 'endpoint-not-serving' : 'endpoint-drained';
+  return { action: 'delete', reason };
 }

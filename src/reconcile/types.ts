@@ -27,8 +27,20 @@ export interface DesiredVirtualService {
   key: ServiceKey;
   /** Endpoints of the matching address family and port name, merged across all of the Service's slices. */
   endpoints: DesiredEndpoint[];
+  /** The Service's own policy (its ipvs-janitor/* annotations); absent: the agent's default. */
+  policy?: Policy;
 }
 
+/**
+ * When a weight-0 real server goes (weights above 0 are never touched):
+ * - graceful: its endpoint left the slices or is not serving; a serving one stays (terminating pods finish).
+ * - drain: its endpoint is terminating, gone or not serving AND it has no active connection left; inactive
+ *   entries (finished TCP connections in TIME_WAIT/FIN_WAIT, every UDP entry) do not hold it. A ready endpoint
+ *   stays, as under graceful.
+ * - immediate: always.
+ * maxDrainSeconds bounds how long any weight-0 real server stays, served or draining.
+ */
 export type Policy =
   | { mode: 'graceful'; maxDrainSeconds?: number }
+  | { mode: 'drain'; maxDrainSeconds?: number }
   | { mode: 'immediate'; maxDrainSeconds?: number };

@@ -1,74 +1,30 @@
 import assert from 'node:assert/strict';
 import { beforeEach, describe, it } from 'node:test';
-import { Janitor, type DesiredState } from '../../src/agent/janitor.js';
-import { createMetrics, type Metrics } from '../../src/agent/metrics.js';
-import type { DestinationSpec, ServiceKey } from '../../src/ipvs/types.js';
-import type { DesiredEndpoint, DesiredVirtualService, Policy, ServiceRef } from '../../src/reconcile/types.js';
-import { captureLog, type LogRecord } from '../support/capture-log.js';
-import { FakeIpvs } from '../support/fake-ipvs.js';
-
-const web: ServiceRef = { namespace: 'shop', name: 'web' };
-const vip: ServiceKey = { kind: 'address', family: 'ipv4', protocol: 'tcp', address: '10.96.0.10', port: 80 };
-const unowned: ServiceKey = { kind: 'address', family: 'ipv4', protocol: 'tcp', address: '10.96.0.99', port: 80 };
-const rs = (last: number, weight: number): DestinationSpec => ({
-  family: 'ipv4',
-  address: `10.240.0.${last}`,
-  port: 8080,
-  forwarding: 'masq',
-  weight,
-});
-const ep = (last: number, condition: DesiredEndpoint['condition']): DesiredEndpoint => ({
-  address: `10.240.0.${last}`,
-  port: 8080,
-  condition,
-});
-
-/** The Kubernetes side reduced to plain data, as the janitor sees it. */
-class StaticDesired implements DesiredState {
-  synced = true;
-  endpoints: DesiredEndpoint[] = [];
-  webExists = true;
-  /** Services of namespace shop listed before web, each with what virtualServicesOf answers (or throws). */
-  others = new Map<string, () => DesiredVirtualService[]>();
-  /** How often the janitor asked for the Service list: once per resync pass. */
-  listed = 0;
-  isSynced() {
-    return this.synced;
-  }
-  services() {
-    this.listed++;
-    return [...[...this.others.keys()].map((name) => ({ namespace: 'shop', name })), web];
-  }
-  virtualServicesOf(ref: ServiceRef): DesiredVirtualService[] {
-    if (ref.name === web.name) return this.webExists ? [{ service: web, key: vip, endpoints: this.endpoints }] : [];
-    return this.others.get(ref.name)?.() ?? [];
-  }
-}
+import type { Janitor } from '../../src/agent/janitor.js';
+import type { Metrics } from '../../src/agent/metrics.js';
+import type { ServiceKey } from '../../src/ipvs/types.js';
+import type { Policy } from '../../src/reconcile/types.js';
+import type { LogRecord } from '../support/capture-log.js';
+import type { FakeIpvs } from '../support/fake-ipvs.js';
+import { ep, JanitorRig, rs, type StaticDesired, unowned, vip, web } from '../support/janitor-rig.js';
 
 describe('janitor', () => {
+  let rig: JanitorRig;
   let ipvs: FakeIpvs;
   let desired: StaticDesired;
   let metrics: Metrics;
   let records: LogRecord[];
-  let now: number;
 
-  function janitor(policy: Policy = { mode: 'graceful' }, dryRun = false): Janitor {
-    const captured = captureLog();
-    records = captured.records;
-    return new Janitor({ ipvs, desired, policy, dryRun, log: captured.log, metrics, clock: () => now });
+  function janitor(policy?: Policy, dryRun?: boolean): Janitor {
+    const j = rig.janitor(policy, dryRun);
+    records = rig.records;
+    return j;
   }
-  const addresses = async (key = vip) => (await ipvs.listDestinations(key)).map((d) => `${d.address}/${d.weight}`).sort();
+  const addresses = (key = vip) => rig.addresses(key);
 
   beforeEach(async () => {
-    ipvs = new FakeIpvs();
-    desired = new StaticDesired();
-    metrics = createMetrics();
-    now = 1000;
-    for (const key of [vip, unowned]) {
-      await ipvs.createService({ key, scheduler: 'rr' });
-      for (const d of [rs(1, 1), rs(2, 0), rs(3, 0), rs(4, 0)]) await ipvs.createDestination(key, d);
-    }
-    desired.endpoints = [ep(1, 'ready'), ep(3, 'terminating-serving'), ep(4, 'not-serving')];
+    rig = await JanitorRig.create();
+    ({ ipvs, desired, metrics } = rig);
   });
 
   it('on an event deletes exactly the weight-0 real servers no serving endpoint backs, and logs each', async () => {
@@ -104,7 +60,7 @@ describe('janitor', () => {
     j.serviceChanged(web);
     await j.idle();
     assert.equal((await addresses()).length, 4);
-    now += 30_001;
+    rig.now += 30_001;
     await j.resync();
     assert.deepEqual(await addresses(), ['10.240.0.1/1']);
     assert.ok(records.some((r) => r.reason === 'max-drain-exceeded'));
