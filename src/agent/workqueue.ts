@@ -58,7 +58,9 @@ export class WorkQueue {
 
   constructor(private readonly o: WorkQueueOptions) {
     this.workers = o.workers ?? 1;
-    if (!Number.isInteger(this.workers) || this.workers < 1) throw new RangeError('workers must be a whole number >= 1');
+    if (!Number.isInteger(this.workers) || this.workers < 1) {
+      throw new RangeError('workers must be a whole number >= 1');
+    }
   }
 
   /**
