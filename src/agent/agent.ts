@@ -3,7 +3,11 @@
 import { IpvsClient } from '../ipvs/client.js';
 import { loadKubeConfig } from '../k8s/config.js';
 import { ClusterInformers, type Resource } from '../k8s/informers.js';
-import { desiredVirtualServices, localNodeAddresses } from '../k8s/mapping.js';
+import { ServicePolicies } from '../k8s/annotations.js';
+import { readKubeProxyConfiguration } from '../k8s/kube-proxy-config.js';
+import { askProxyMode, DEFAULT_METRICS_ADDRESS, proxyModeLine } from '../k8s/kube-proxy-mode.js';
+import { desiredVirtualServices } from '../k8s/mapping.js';
+import { NodeAddresses, nodePortSelection } from './node-addresses.js';
 import type { Policy, ServiceRef } from '../reconcile/types.js';
 import type { LogLevel } from './log.js';
 import { applyRecommendedSysctls, logExposure } from './exposure-report.js';
@@ -20,8 +24,14 @@ export interface AgentOptions {
   resyncPeriodMs: number;
   /** How often draining real servers, and those kube-proxy has yet to zero, are read again. */
   drainPollIntervalMs: number;
-  /** Absent: the host's local addresses. */
+  /** kube-proxy's --nodeport-addresses syntax, or bare IPs. Absent: every node address off kube-ipvs0. */
   nodePortAddresses?: string[];
+  /** The node's primary IPs, for "primary". */
+  nodeIPs?: string[];
+  /** kube-proxy's KubeProxyConfiguration file: node-port addresses, bind address and mode come from it. */
+  kubeProxyConfig?: string;
+  /** kube-proxy's metrics server, asked for /proxyMode. */
+  kubeProxyMetricsAddress?: string;
   metricsAddress: string;
   logLevel: LogLevel;
   setSysctls: boolean;
@@ -29,6 +39,9 @@ export interface AgentOptions {
 
 export async function runAgent(options: AgentOptions): Promise<void> {
   const log = createLogger(options.logLevel).child({ node: options.nodeName });
+  // Configuration mistakes stop the start, before anything else, in one clear line.
+  const kubeProxy = options.kubeProxyConfig ? readKubeProxyConfiguration(options.kubeProxyConfig) : undefined;
+  const selection = nodePortSelection(options, kubeProxy);
   const metrics = createMetrics();
   // Without IPVS or CAP_NET_ADMIN there is nothing this agent can do: fail at once, in one clear line.
   const ipvs = await IpvsClient.open();
@@ -40,14 +53,21 @@ export async function runAgent(options: AgentOptions): Promise<void> {
     log.warn('could not assess port-reuse exposure', { error: err instanceof Error ? err.message : String(err) }),
   );
 
+  const nodeAddresses = await NodeAddresses.start(selection, log);
+  const policies = new ServicePolicies(options.policy, (service, problem) =>
+    log.warn('invalid policy annotation: the default policy applies', { service, ...problem, default: options.policy.mode }),
+  );
   const informers = new ClusterInformers(loadKubeConfig(options.kubeconfig));
-  const nodeAddresses = options.nodePortAddresses ?? localNodeAddresses();
   const desired: DesiredState = {
     isSynced: () => informers.synced,
     services: () => informers.allServices().map((s) => ({ namespace: s.namespace, name: s.name })),
     virtualServicesOf: (ref: ServiceRef) => {
       const service = informers.service(ref);
-      return service ? desiredVirtualServices(service, informers.slicesFor(ref), nodeAddresses) : [];
+      if (!service) return [];
+      const policy = policies.of(service);
+      // skip: the Service's virtual services are left alone, as those of no Service are.
+      if (policy.kind === 'skip') return [];
+      return desiredVirtualServices(service, informers.slicesFor(ref), nodeAddresses.current(), policy.policy);
     },
   };
   const janitor = new Janitor({
@@ -58,6 +78,10 @@ export async function runAgent(options: AgentOptions): Promise<void> {
     log,
     metrics,
     drainPollIntervalMs: options.drainPollIntervalMs,
+  });
+  nodeAddresses.onChange((change) => {
+    log.info('node addresses changed: NodePort virtual services recomputed, full resync', { ...change });
+    void janitor.resync();
   });
 
   const updateSyncedGauges = () => {
@@ -83,16 +107,23 @@ export async function runAgent(options: AgentOptions): Promise<void> {
   });
 
   const server = await serveHttp(options.metricsAddress, { ipvs, metrics, isSynced: () => informers.synced });
-  const resync = setInterval(() => void janitor.resync(), options.resyncPeriodMs);
+  // The address list is read again too: a change notification lost with the socket would be caught up here.
+  const resync = setInterval(() => void nodeAddresses.refresh().then(() => janitor.resync()), options.resyncPeriodMs);
   log.info('ipvs-janitor started', {
     policy: options.policy.mode,
     maxDrainSeconds: options.policy.maxDrainSeconds ?? 0,
     dryRun: options.dryRun,
     resyncPeriodSeconds: options.resyncPeriodMs / 1000,
-    nodePortAddresses: nodeAddresses,
+    nodePortAddresses: nodeAddresses.current(),
     metricsPort: server.port,
   });
   informers.start();
+  void askProxyMode(options.kubeProxyMetricsAddress ?? kubeProxy?.metricsBindAddress ?? DEFAULT_METRICS_ADDRESS).then(
+    (answer) => {
+      const line = proxyModeLine(answer, kubeProxy?.mode);
+      log[line.level](line.message, line.fields);
+    },
+  );
 
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
@@ -103,6 +134,7 @@ export async function runAgent(options: AgentOptions): Promise<void> {
     process.once('SIGINT', () => stop('SIGINT'));
   });
   clearInterval(resync);
+  await nodeAddresses.close();
   await informers.stop();
   await janitor.stop();
   server.close();

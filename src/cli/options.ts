@@ -3,6 +3,7 @@ import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
 import { logLevels, type LogLevel } from '../agent/log.js';
 import type { AgentOptions } from '../agent/agent.js';
+import { InvalidNodePortAddresses, parseNodePortAddresses } from '../k8s/nodeport-addresses.js';
 
 export class UsageError extends Error {
   override readonly name = 'UsageError';
@@ -29,7 +30,24 @@ const flags = {
   'nodeport-addresses': {
     env: 'IPVS_JANITOR_NODEPORT_ADDRESSES',
     type: 'string',
-    help: 'comma-separated node IPs NodePorts listen on; default: the host\'s local addresses',
+    help:
+      'as kube-proxy\'s: comma-separated CIDRs and the keywords primary, localhost, all; default: every node ' +
+      'address off kube-ipvs0 (bare IPs: exactly those addresses)',
+  },
+  'node-ips': {
+    env: 'NODE_IPS',
+    type: 'string',
+    help: 'the node\'s primary IPs, for nodeport-addresses "primary" (the chart sets it from status.hostIPs)',
+  },
+  'kube-proxy-config': {
+    env: 'IPVS_JANITOR_KUBE_PROXY_CONFIG',
+    type: 'string',
+    help: 'kube-proxy\'s KubeProxyConfiguration file: take nodePortAddresses, bindAddress and mode from it',
+  },
+  'kube-proxy-metrics-address': {
+    env: 'IPVS_JANITOR_KUBE_PROXY_METRICS_ADDRESS',
+    type: 'string',
+    help: 'kube-proxy\'s metrics server host:port, asked for /proxyMode (default: the file\'s metricsBindAddress, else 127.0.0.1:10249)',
   },
   'metrics-address': {
     env: 'IPVS_JANITOR_METRICS_ADDRESS',
@@ -96,10 +114,24 @@ export function parseRunOptions(args: string[], env: NodeJS.ProcessEnv): RunOpti
   if (resyncPeriodMs < 1000) throw new UsageError('--resync-period must be at least 1s');
   const drainPollIntervalMs = parseDuration(get('drain-poll-interval') ?? '300ms');
   if (drainPollIntervalMs < 10) throw new UsageError('--drain-poll-interval must be at least 10ms');
-  const nodePort = get('nodeport-addresses');
-  const nodePortAddresses = nodePort?.split(',').map((a) => a.trim()).filter(Boolean);
-  for (const a of nodePortAddresses ?? []) {
-    if (!isIP(a)) throw new UsageError(`invalid --nodeport-addresses entry ${JSON.stringify(a)}: not an IP address`);
+  const list = (name: keyof typeof flags) => get(name)?.split(',').map((a) => a.trim()).filter(Boolean);
+  const nodePortAddresses = list('nodeport-addresses');
+  try {
+    if (nodePortAddresses) parseNodePortAddresses(nodePortAddresses);
+  } catch (err) {
+    if (err instanceof InvalidNodePortAddresses) throw new UsageError(`invalid --nodeport-addresses: ${err.message}`);
+    throw err;
+  }
+  const nodeIPs = list('node-ips');
+  for (const ip of nodeIPs ?? []) {
+    if (!isIP(ip)) throw new UsageError(`invalid --node-ips entry ${JSON.stringify(ip)}: not an IP address`);
+  }
+  const kubeProxyConfig = get('kube-proxy-config');
+  const kubeProxyMetricsAddress = get('kube-proxy-metrics-address');
+  if (kubeProxyConfig && nodePortAddresses?.length) {
+    throw new UsageError(
+      '--nodeport-addresses and --kube-proxy-config both given: kube-proxy\'s file already says which addresses; drop one',
+    );
   }
   const logLevel = get('log-level') ?? 'info';
   if (!(logLevels as readonly string[]).includes(logLevel)) {
@@ -115,6 +147,9 @@ export function parseRunOptions(args: string[], env: NodeJS.ProcessEnv): RunOpti
     resyncPeriodMs,
     drainPollIntervalMs,
     ...(nodePortAddresses?.length ? { nodePortAddresses } : {}),
+    ...(nodeIPs?.length ? { nodeIPs } : {}),
+    ...(kubeProxyConfig ? { kubeProxyConfig } : {}),
+    ...(kubeProxyMetricsAddress ? { kubeProxyMetricsAddress } : {}),
     metricsAddress: get('metrics-address') ?? '0.0.0.0:9940',
     logLevel: logLevel as LogLevel,
     setSysctls: parseBoolean('--set-sysctls', get('set-sysctls') ?? 'false'),

@@ -1,34 +1,9 @@
 // Which IPVS virtual services kube-proxy lays out for a Service on this node, and which endpoints stand behind
 // each: the same rules as kube-proxy's service and EndpointSlice change trackers and its IPVS proxier.
-import { isIPv4, isIPv6 } from 'node:net';
-import { networkInterfaces, type NetworkInterfaceInfo } from 'node:os';
 import type { AddressFamily } from '../ipvs/types.js';
-import type { DesiredEndpoint, DesiredVirtualService, EndpointCondition } from '../reconcile/types.js';
+import type { DesiredEndpoint, DesiredVirtualService, EndpointCondition, Policy } from '../reconcile/types.js';
+import { familyOf } from './nodeport-addresses.js';
 import type { ServicePortRecord, ServiceRecord, SliceRecord } from './records.js';
-
-/** kube-proxy's dummy interface: it holds the Service IPs, which are not node addresses. */
-const IPVS_DUMMY_INTERFACE = 'kube-ipvs0';
-
-function familyOf(ip: string): AddressFamily | undefined {
-  return isIPv4(ip) ? 'ipv4' : isIPv6(ip) ? 'ipv6' : undefined;
-}
-
-/**
- * The addresses kube-proxy opens NodePorts on when --nodeport-addresses is unset: every local address outside
- * kube-ipvs0. Current kube-proxy also leaves out loopback and IPv6 link-local addresses; releases before 1.27
- * read the local routing table and included them (127.0.0.1:<nodePort> services are common on older nodes).
- * Keeping them covers both: a virtual service this names but the kernel lacks is never looked at.
- */
-export function localNodeAddresses(
-  interfaces: NodeJS.Dict<NetworkInterfaceInfo[]> = networkInterfaces(),
-): string[] {
-  const addresses = new Set<string>();
-  for (const [name, infos] of Object.entries(interfaces)) {
-    if (name === IPVS_DUMMY_INTERFACE) continue;
-    for (const info of infos ?? []) if (familyOf(info.address)) addresses.add(info.address);
-  }
-  return [...addresses];
-}
 
 const RANK: Readonly<Record<EndpointCondition, number>> = { 'not-serving': 0, 'terminating-serving': 1, ready: 2 };
 
@@ -64,12 +39,14 @@ function endpointsFor(
  * has a cluster IP in, one on the cluster IP, on each external IP and load-balancer ingress IP of that family,
  * and, when the port has a node port, on each node address of that family. `slices` are the Service's slices
  * (label kubernetes.io/service-name), whichever controller wrote them. The virtual services of one port and
- * family share one endpoint array.
+ * family share one endpoint array. `nodeAddresses` are those --nodeport-addresses selects (nodeport-addresses.ts);
+ * `policy`, the Service's own (its annotations), when it has one.
  */
 export function desiredVirtualServices(
   service: ServiceRecord,
   slices: readonly SliceRecord[],
   nodeAddresses: readonly string[],
+  policy?: Policy,
 ): DesiredVirtualService[] {
   const ref = { namespace: service.namespace, name: service.name };
   const result: DesiredVirtualService[] = [];
@@ -91,6 +68,7 @@ export function desiredVirtualServices(
           service: ref,
           key: { kind: 'address', family, protocol: port.protocol, address, port: portNumber },
           endpoints,
+          ...(policy ? { policy } : {}),
         });
       };
       for (const address of frontends) add(address, port.port);

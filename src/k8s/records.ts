@@ -10,6 +10,7 @@ import type {
 } from '@kubernetes/client-node';
 import type { AddressFamily, Protocol } from '../ipvs/types.js';
 import type { EndpointCondition } from '../reconcile/types.js';
+import { policyAnnotations, type PolicyAnnotations } from './annotations.js';
 
 /** The label that ties an EndpointSlice to its Service, for controller-made and hand-made slices alike. */
 export const SERVICE_NAME_LABEL = 'kubernetes.io/service-name';
@@ -34,6 +35,8 @@ export interface ServiceRecord {
   readonly loadBalancerIPs: readonly string[];
   /** Ports with a protocol IPVS can serve. */
   readonly ports: readonly ServicePortRecord[];
+  /** The ipvs-janitor/* policy annotations, when the Service has any. */
+  readonly policyAnnotations?: PolicyAnnotations | undefined;
 }
 
 export interface SlicePortRecord {
@@ -83,9 +86,14 @@ class CachedService extends Cached implements ServiceRecord {
     readonly externalIPs: readonly string[],
     readonly loadBalancerIPs: readonly string[],
     readonly ports: readonly ServicePortRecord[],
+    policyAnnotations: PolicyAnnotations | undefined,
   ) {
     super(meta);
+    // An own property only when present: most Services carry no such annotation.
+    if (policyAnnotations) this.policyAnnotations = policyAnnotations;
   }
+
+  declare readonly policyAnnotations?: PolicyAnnotations;
 }
 
 class CachedSlice extends Cached implements SliceRecord {
@@ -129,6 +137,7 @@ export function toServiceRecord(service: V1Service): ServiceRecord {
     ips(spec.externalIPs),
     ips(ingress.filter((i) => i.ipMode !== 'Proxy').map((i) => i.ip)),
     ports.length === 0 ? NONE : ports,
+    policyAnnotations(service.metadata?.annotations),
   );
 }
 

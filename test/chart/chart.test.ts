@@ -2,213 +2,33 @@
 //
 // helm comes from <repo>/.tools/bin/helm (built by .ci/setup) or from PATH.
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
-import { accessSync, constants, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { delimiter, dirname, join, resolve } from "node:path";
-import { after, describe, it } from "node:test";
-import { fileURLToPath } from "node:url";
-import { parse, parseAllDocuments, stringify } from "yaml";
+import { describe, it } from "node:test";
+import { runHelp } from "../../src/cli/options.js";
+import {
+  ALL_OPTIONS,
+  APP_VERSION,
+  chart,
+  chartDir,
+  container,
+  EXPECTED_RULES,
+  flags,
+  FULLNAME,
+  helm,
+  NAMESPACE,
+  one,
+  ofKind,
+  RELEASE,
+  render,
+  template,
+  valuesFile,
+  type Obj,
+} from "./helm.js";
 
-// ---------------------------------------------------------------------------------------------
-// helpers
-// ---------------------------------------------------------------------------------------------
-
-/** Repository root: this file compiles to <repo>/dist/test/chart/chart.test.js. */
-const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
-const chartDir = join(repoRoot, "charts", "ipvs-janitor");
-const HELM_VERSION = "v3.22.0";
-
-function isExecutable(path: string): boolean {
-  try {
-    accessSync(path, constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-let cachedHelm: string | undefined;
-
-/** <repo>/.tools/bin/helm, else `helm` on PATH; a clear error naming .ci/setup if neither exists. */
-function helmPath(): string {
-  if (cachedHelm) return cachedHelm;
-  const local = join(repoRoot, ".tools", "bin", "helm");
-  if (isExecutable(local)) return (cachedHelm = local);
-  for (const dir of (process.env.PATH ?? "").split(delimiter)) {
-    if (dir && isExecutable(join(dir, "helm"))) return (cachedHelm = join(dir, "helm"));
-  }
-  throw new Error(
-    `helm not found at ${local} nor on PATH: run .ci/setup, which builds the pinned helm ${HELM_VERSION} ` +
-      `into .tools/bin (by hand: GOBIN=${join(repoRoot, ".tools", "bin")} go install helm.sh/helm/v3/cmd/helm@${HELM_VERSION}).`,
-  );
-}
-
-// Keep helm away from the user's ~/.config, ~/.cache and plugins.
-const helmHome = mkdtempSync(join(tmpdir(), "ipvs-janitor-helm-"));
-after(() => rmSync(helmHome, { recursive: true, force: true }));
-const helmEnv: NodeJS.ProcessEnv = {
-  ...process.env,
-  HELM_CACHE_HOME: join(helmHome, "cache"),
-  HELM_CONFIG_HOME: join(helmHome, "config"),
-  HELM_DATA_HOME: join(helmHome, "data"),
-  HELM_PLUGINS: join(helmHome, "plugins"),
-};
-
-interface HelmResult {
-  status: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function helm(args: string[]): HelmResult {
-  const r = spawnSync(helmPath(), args, { encoding: "utf8", env: helmEnv, timeout: 120_000 });
-  if (r.error) throw r.error;
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-
-let valuesCounter = 0;
-function valuesFile(values: unknown): string {
-  const path = join(helmHome, `values-${++valuesCounter}.yaml`);
-  // helm reads values as YAML 1.1: quote y/yes/on/off and friends.
-  writeFileSync(path, stringify(values, { version: "1.1" }));
-  return path;
-}
-
-const RELEASE = "rel";
-const NAMESPACE = "kube-system";
-const FULLNAME = `${RELEASE}-ipvs-janitor`;
-
-function template(values?: unknown): HelmResult {
-  const args = ["template", RELEASE, chartDir, "--namespace", NAMESPACE];
-  if (values !== undefined) args.push("-f", valuesFile(values));
-  return helm(args);
-}
-
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-type Obj = Record<string, any>;
-
-/** `helm template` that must succeed; returns the rendered objects. */
-function render(values?: unknown): Obj[] {
-  const r = template(values);
-  assert.equal(r.status, 0, `helm template failed (exit ${r.status}):\n${r.stderr}${r.stdout}`);
-  const objects: Obj[] = [];
-  for (const doc of parseAllDocuments(r.stdout)) {
-    assert.deepEqual(doc.errors, [], "helm template produced invalid YAML");
-    const obj: unknown = doc.toJS();
-    if (obj !== null && obj !== undefined) objects.push(obj as Obj);
-  }
-  return objects;
-}
-
-function ofKind(objects: Obj[], kind: string): Obj[] {
-  return objects.filter((o) => o.kind === kind);
-}
-
-function one(objects: Obj[], kind: string): Obj {
-  const found = ofKind(objects, kind);
-  assert.equal(found.length, 1, `expected exactly one ${kind}, got ${found.length}`);
-  return found[0]!;
-}
-
-function container(objects: Obj[]): Obj {
-  const ds = one(objects, "DaemonSet");
-  const containers = ds.spec.template.spec.containers as Obj[];
-  assert.equal(containers.length, 1);
-  return containers[0]!;
-}
-
-/** Container args as flag -> value (true for a bare flag); also checks no flag is repeated. */
-function flags(args: string[]): Map<string, string | true> {
-  const m = new Map<string, string | true>();
-  for (const a of args.slice(1)) {
-    assert.match(a, /^--[a-z-]+/, `unexpected argument ${a}`);
-    const eq = a.indexOf("=");
-    const name = eq < 0 ? a.slice(2) : a.slice(2, eq);
-    assert.ok(!m.has(name), `flag --${name} given twice`);
-    m.set(name, eq < 0 ? true : a.slice(eq + 1));
-  }
-  return m;
-}
-
-const chart = parse(readFileSync(join(chartDir, "Chart.yaml"), "utf8")) as Obj;
-const APP_VERSION = String(chart.appVersion);
-
-// Every flag of `ipvs-janitor run`.
-const CLI_FLAGS = [
-  "kubeconfig",
-  "node-name",
-  "policy",
-  "max-drain-seconds",
-  "dry-run",
-  "resync-period",
-  "nodeport-addresses",
-  "metrics-address",
-  "log-level",
-  "set-sysctls",
-];
-
-const EXPECTED_RULES = [
-  { apiGroups: [""], resources: ["services"], verbs: ["get", "list", "watch"] },
-  { apiGroups: ["discovery.k8s.io"], resources: ["endpointslices"], verbs: ["get", "list", "watch"] },
-];
-
-/** Values that set every option. */
-const ALL_OPTIONS = {
-  nameOverride: "",
-  fullnameOverride: "",
-  image: { repository: "registry.example/ipvs-janitor", tag: "9.9.9", pullPolicy: "Always" },
-  imagePullSecrets: [{ name: "regcred" }],
-  policy: "immediate",
-  maxDrainSeconds: 300,
-  dryRun: true,
-  resyncPeriod: "5m",
-  nodePortAddresses: ["192.0.2.10", "2001:db8::10"],
-  logLevel: "debug",
-  setSysctls: true,
-  kubeconfig: "/etc/ipvs-janitor/kubeconfig",
-  extraArgs: ["--extra-flag=x"],
-  extraEnv: [{ name: "FOO", value: "bar" }],
-  extraVolumes: [{ name: "kubeconfig", secret: { secretName: "janitor-kubeconfig" } }],
-  extraVolumeMounts: [{ name: "kubeconfig", mountPath: "/etc/ipvs-janitor", readOnly: true }],
-  metrics: {
-    host: "0.0.0.0",
-    port: 9555,
-    service: { enabled: true, clusterIP: "None", port: 8080, annotations: { "svc-note": "x" }, labels: { svc: "y" } },
-    serviceMonitor: {
-      enabled: true,
-      namespace: "monitoring",
-      interval: "15s",
-      scrapeTimeout: "10s",
-      labels: { release: "prom" },
-      annotations: { "sm-note": "z" },
-      relabelings: [{ targetLabel: "cluster", replacement: "c1" }],
-      metricRelabelings: [{ action: "drop", regex: "go_.*", sourceLabels: ["__name__"] }],
-    },
-  },
-  livenessProbe: { initialDelaySeconds: 1, periodSeconds: 2, timeoutSeconds: 3, failureThreshold: 4 },
-  readinessProbe: { initialDelaySeconds: 5, periodSeconds: 6, timeoutSeconds: 7, failureThreshold: 8 },
-  securityContext: { mode: "privileged" },
-  serviceAccount: { create: true, name: "janitor", annotations: { "sa-note": "w" }, automountServiceAccountToken: true },
-  rbac: { create: true },
-  tolerations: [{ key: "dedicated", operator: "Equal", value: "edge", effect: "NoSchedule" }],
-  priorityClassName: "custom-priority",
-  nodeSelector: { "kubernetes.io/os": "linux", "node-role/edge": "true" },
-  affinity: {
-    nodeAffinity: {
-      requiredDuringSchedulingIgnoredDuringExecution: {
-        nodeSelectorTerms: [{ matchExpressions: [{ key: "kube-proxy-mode", operator: "In", values: ["ipvs"] }] }],
-      },
-    },
-  },
-  updateStrategy: { type: "RollingUpdate", rollingUpdate: { maxUnavailable: "10%" } },
-  terminationGracePeriodSeconds: 45,
-  resources: { requests: { cpu: "50m", memory: "128Mi" }, limits: { cpu: "1", memory: "512Mi" } },
-  commonLabels: { team: "netops" },
-  commonAnnotations: { owner: "netops@example.com" },
-  podLabels: { "pod-label": "p" },
-  podAnnotations: { "pod-note": "q" },
-};
+// Every flag of `ipvs-janitor run`, from its own help text.
+const CLI_FLAGS = [...runHelp.matchAll(/^  --([a-z-]+)/gm)].map((m) => m[1]!);
+// Set outside the args of the every-option render: NODE_IPS comes from the downward API, and the kube-proxy
+// configuration excludes nodePortAddresses (its own describe block renders it).
+const CLI_FLAGS_ELSEWHERE = new Set(["node-ips", "kube-proxy-config"]);
 
 // ---------------------------------------------------------------------------------------------
 // tests
@@ -372,18 +192,21 @@ describe("helm template with every option set", () => {
         "resync-period": "5m",
         "log-level": "debug",
         "metrics-address": "0.0.0.0:9555",
-        "nodeport-addresses": "192.0.2.10,2001:db8::10",
+        "nodeport-addresses": "192.0.2.0/24,2001:db8::/64,primary",
+        "kube-proxy-metrics-address": "127.0.0.1:10249",
         "dry-run": true,
         "set-sysctls": true,
         kubeconfig: "/etc/ipvs-janitor/kubeconfig",
         "extra-flag": "x",
       },
     );
-    for (const flag of CLI_FLAGS) assert.ok(f.has(flag), `--${flag} missing from ${JSON.stringify(c.args)}`);
+    for (const flag of CLI_FLAGS.filter((name) => !CLI_FLAGS_ELSEWHERE.has(name))) {
+      assert.ok(f.has(flag), `--${flag} missing from ${JSON.stringify(c.args)}`);
+    }
   });
 
   it("adds extra env, volumes and mounts, keeping NODE_NAME", () => {
-    assert.deepEqual((c.env as Obj[]).map((e) => e.name), ["NODE_NAME", "FOO"]);
+    assert.deepEqual((c.env as Obj[]).map((e) => e.name), ["NODE_NAME", "NODE_IPS", "FOO"]);
     assert.deepEqual(c.volumeMounts, ALL_OPTIONS.extraVolumeMounts);
     assert.deepEqual(pod.volumes, ALL_OPTIONS.extraVolumes);
   });
@@ -519,6 +342,44 @@ describe("helm template toggles", () => {
   });
 });
 
+describe("helm template: kube-proxy's own configuration and node IPs", () => {
+  it("takes NODE_IPS (the value of --node-ips, for nodeport-addresses primary) from status.hostIPs", () => {
+    assert.ok(CLI_FLAGS.includes("node-ips"));
+    const env = (container(render()).env as Obj[]).find((e) => e.name === "NODE_IPS");
+    assert.deepEqual(env?.valueFrom, { fieldRef: { apiVersion: "v1", fieldPath: "status.hostIPs" } });
+  });
+
+  it("kubeProxy.configMap mounts that ConfigMap read-only and passes --kube-proxy-config to its key", () => {
+    assert.ok(CLI_FLAGS.includes("kube-proxy-config"));
+    const objects = render({ kubeProxy: { configMap: "kube-proxy" }, ...{ extraVolumes: ALL_OPTIONS.extraVolumes, extraVolumeMounts: ALL_OPTIONS.extraVolumeMounts } });
+    const c = container(objects);
+    const pod = one(objects, "DaemonSet").spec.template.spec;
+    assert.equal(flags(c.args).get("kube-proxy-config"), "/etc/ipvs-janitor/kube-proxy/config.conf");
+    assert.equal(flags(c.args).has("nodeport-addresses"), false);
+    assert.deepEqual(pod.volumes, [
+      { name: "kube-proxy-config", configMap: { name: "kube-proxy", items: [{ key: "config.conf", path: "config.conf" }] } },
+      ...ALL_OPTIONS.extraVolumes,
+    ]);
+    assert.deepEqual(c.volumeMounts, [
+      { name: "kube-proxy-config", mountPath: "/etc/ipvs-janitor/kube-proxy", readOnly: true },
+      ...ALL_OPTIONS.extraVolumeMounts,
+    ]);
+    const other = container(render({ kubeProxy: { configMap: "proxy-settings", configKey: "kp.yaml" } }));
+    assert.equal(flags(other.args).get("kube-proxy-config"), "/etc/ipvs-janitor/kube-proxy/kp.yaml");
+  });
+
+  it("refuses kubeProxy.configMap together with nodePortAddresses", () => {
+    const r = template({ kubeProxy: { configMap: "kube-proxy" }, nodePortAddresses: ["10.0.0.0/8"] });
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, /kubeProxy\.configMap and nodePortAddresses/);
+  });
+
+  it("accepts kube-proxy's nodePortAddresses syntax: CIDRs of both families and the keywords", () => {
+    const values = ["10.0.0.0/8", "fd00::/64", "primary", "localhost", "all", "192.0.2.10"];
+    assert.equal(flags(container(render({ nodePortAddresses: values })).args).get("nodeport-addresses"), values.join(","));
+  });
+});
+
 describe("values.schema.json rejects bad values", () => {
   const cases: Array<{ name: string; values: Obj; mentions: RegExp[] }> = [
     { name: "unknown policy", values: { policy: "aggressive" }, mentions: [/policy/, /graceful/] },
@@ -530,6 +391,9 @@ describe("values.schema.json rejects bad values", () => {
     { name: "unknown logLevel", values: { logLevel: "loud" }, mentions: [/logLevel/] },
     { name: "unknown securityContext.mode", values: { securityContext: { mode: "root" } }, mentions: [/mode/] },
     { name: "non-IP nodePortAddresses", values: { nodePortAddresses: ["eth0"] }, mentions: [/nodePortAddresses/] },
+    { name: "zoned nodePortAddresses", values: { nodePortAddresses: ["fe80::1%eth0"] }, mentions: [/nodePortAddresses/] },
+    { name: "out-of-range CIDR prefix", values: { nodePortAddresses: ["10.0.0.0/33"] }, mentions: [/nodePortAddresses/] },
+    { name: "unknown kubeProxy key", values: { kubeProxy: { configmap: "kube-proxy" } }, mentions: [/configmap/] },
     { name: "metrics port out of range", values: { metrics: { port: 70000 } }, mentions: [/port/, /70,?000/] },
     { name: "unknown top-level key", values: { bogusKey: 1 }, mentions: [/bogusKey/] },
     { name: "misspelt top-level key", values: { maxDrainSecond: 5 }, mentions: [/maxDrainSecond/] },

@@ -96,9 +96,19 @@ Whether the metrics Service is rendered (explicitly, or because a ServiceMonitor
 Checks that values are consistent; fails the render otherwise.
 */}}
 {{- define "ipvs-janitor.validate" -}}
+{{- if and .Values.kubeProxy.configMap .Values.nodePortAddresses }}
+{{- fail "kubeProxy.configMap and nodePortAddresses are both set: the agent takes nodePortAddresses from kube-proxy's own configuration; leave nodePortAddresses empty" }}
+{{- end }}
 {{- if and .Values.setSysctls (ne .Values.securityContext.mode "privileged") }}
 {{- fail (printf "setSysctls=true requires securityContext.mode=privileged (got %q): /proc/sys is read-only in unprivileged containers, so --set-sysctls could not write net.ipv4.vs.*" .Values.securityContext.mode) }}
 {{- end }}
+{{- end }}
+
+{{/*
+Where kube-proxy's configuration file is mounted in the container.
+*/}}
+{{- define "ipvs-janitor.kubeProxyConfigDir" -}}
+/etc/ipvs-janitor/kube-proxy
 {{- end }}
 
 {{/*
