@@ -63,7 +63,8 @@ describe('ClusterInformers against the real API server', { timeout: 900_000 }, (
   let proxies = 0;
 
   before(async () => {
-    cluster = await KubeCluster.start();
+    // Its own: these tests restart the API server, compact etcd and grant RBAC.
+    cluster = await KubeCluster.start({ dedicated: true });
     toxiproxy = await Toxiproxy.start();
   });
   after(async () => {

@@ -106,3 +106,39 @@ export async function putSlice(cluster: KubeCluster, slice: Record<string, unkno
 export async function deleteSlice(cluster: KubeCluster, namespace: string, name: string): Promise<void> {
   await cluster.call('DELETE', slicePath(namespace, name));
 }
+
+/** Runs `task` for every item with at most `concurrency` in flight (creating thousands of objects one by one is slow). */
+export async function inParallel<T>(items: readonly T[], concurrency: number, task: (item: T) => Promise<void>): Promise<void> {
+  let nextIndex = 0;
+  const worker = async () => {
+    while (nextIndex < items.length) await task(items[nextIndex++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker));
+}
+
+export interface Population {
+  namespace: string;
+  services: number;
+  endpointsPerSlice: number;
+  /** Requests in flight. Default 20. */
+  concurrency?: number;
+}
+
+/**
+ * `services` selector-less Services svc-<i> in `namespace`, each with one slice svc-<i>-1 of `endpointsPerSlice`
+ * ready endpoints at distinct addresses (10.100.0.1 onwards), all created through the API.
+ */
+export async function populate(cluster: KubeCluster, p: Population): Promise<void> {
+  await ensureNamespace(cluster, p.namespace);
+  const indexes = Array.from({ length: p.services }, (_, i) => i);
+  await inParallel(indexes, p.concurrency ?? 20, async (i) => {
+    const name = `svc-${i}`;
+    await cluster.call('POST', servicePath(p.namespace), serviceObject({ namespace: p.namespace, name }));
+    const base = 100 * 65536 + i * p.endpointsPerSlice;
+    const endpoints = Array.from({ length: p.endpointsPerSlice }, (_, j) => {
+      const n = base + j + 1;
+      return { ip: `10.${n >> 16}.${(n >> 8) & 255}.${n & 255}` };
+    });
+    await cluster.call('POST', slicePath(p.namespace), sliceObject(p.namespace, `${name}-1`, name, endpoints));
+  });
+}
