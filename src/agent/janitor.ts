@@ -2,14 +2,15 @@
 // and deletions. Work goes through a keyed queue (workqueue.ts), one key per Service: an event is processed
 // before any resync step, a Service is never reconciled twice at once, and a resync is a cursor over the
 // Services that an event can overtake between any two of them.
-import type { Destination, IpvsApi, ServiceKey } from '../ipvs/types.js';
+import type { IpvsApi, ServiceKey } from '../ipvs/types.js';
 import { isErrno, NetlinkError, NetlinkProtocolError, NetlinkTimeoutError } from '../netlink/errors.js';
-import { decide, type Deletion, type ZeroWeightSince } from '../reconcile/decide.js';
+import { decide, type Deletion, type ObservedDestination, type ZeroWeightSince } from '../reconcile/decide.js';
 import { addressPortKey, destinationKeyString, serviceKeyString } from '../reconcile/keys.js';
 import type { DesiredVirtualService, Policy, ServiceRef } from '../reconcile/types.js';
 import type { Logger } from './log.js';
 import { FollowedSet } from './followed.js';
 import type { Metrics } from './metrics.js';
+import { ResyncPasses, type PassResult, type ResyncPass } from './resync-passes.js';
 import { WorkQueue, type Priority } from './workqueue.js';
 
 /** What the janitor needs from the Kubernetes side: plain data, whatever keeps it. */
@@ -37,21 +38,6 @@ export interface JanitorOptions {
 }
 
 type Trigger = { kind: 'event'; firstEventAt: number } | { kind: 'resync' } | { kind: 'follow-up' };
-
-/** One full resync: the kernel's virtual services as one dump listed them, and the Services still to visit. */
-interface ResyncPass {
-  /** serviceKeyString() of every virtual service in the kernel when the pass began; undefined until read. */
-  kernel?: Set<string>;
-  /** Service keys not yet reconciled in this pass. */
-  pending: Set<string>;
-  /** Virtual services whose real servers this pass read, with how many weight-0 ones each kept. */
-  zeroWeight: Map<string, number>;
-  /** A step found the caches unsynced: what the pass did not see says nothing about the kernel. */
-  incomplete: boolean;
-  endTimer: () => void;
-  done: () => void;
-  finished: Promise<void>;
-}
 
 // Namespaces and names are DNS labels/subdomains: neither holds a '/'.
 const refKey = (ref: ServiceRef) => `${ref.namespace}/${ref.name}`;
@@ -86,9 +72,8 @@ export class Janitor {
   /** Per Service key: when the first event not yet acted on arrived, for the event-to-deletion histogram. */
   private readonly firstEventAt = new Map<string, number>();
   private readonly zeroWeightSince = new Map<string, ZeroWeightSince>();
-  private pass: ResyncPass | undefined;
-  /** A resync asked for while one runs: one more pass after it, however many ticks asked. */
-  private again: { finished: Promise<void>; start: () => void } | undefined;
+  private readonly passes: ResyncPasses;
+  private endPassTimer: (() => void) | undefined;
   private stopped = false;
   private readonly clock: () => number;
   private readonly followed: FollowedSet;
@@ -99,6 +84,11 @@ export class Janitor {
   constructor(private readonly o: JanitorOptions) {
     this.clock = o.clock ?? (() => performance.now());
     this.followed = new FollowedSet(o.awaitZeroLimitMs ?? 120_000);
+    this.passes = new ResyncPasses({
+      begin: (pass) => this.beginPass(pass),
+      ended: (pass, result) => this.passEnded(pass, result),
+      coalesced: () => this.o.metrics.resyncs.inc({ result: 'coalesced' }),
+    });
     this.queue = new WorkQueue({
       process: (key, priority) => this.reconcileService(key, priority),
       // reconcileService catches what a Service can throw; this is the last line, so the daemon never stops.
@@ -121,55 +111,31 @@ export class Janitor {
    * that covers this request has finished.
    */
   resync(): Promise<void> {
-    if (this.stopped) return Promise.resolve();
-    if (this.pass === undefined) return this.startPass();
-    this.o.metrics.resyncs.inc({ result: 'coalesced' });
-    if (this.again === undefined) {
-      let start!: () => void;
-      const finished = new Promise<void>((resolve) => (start = () => void this.startPass().then(resolve)));
-      this.again = { finished, start };
-    }
-    return this.again.finished;
+    return this.stopped ? Promise.resolve() : this.passes.request();
   }
 
   /** Resolves once no event waits and no resync runs. */
   async idle(): Promise<void> {
     for (;;) {
-      if (this.pass !== undefined) await this.pass.finished;
+      await this.passes.ended();
       await this.queue.drained();
-      if (this.pass === undefined && this.queue.length === 0) return;
+      if (this.passes.current === undefined && this.queue.length === 0) return;
     }
   }
 
   /** Takes no new work, drops what waits, and resolves when the Service in flight is done. */
   async stop(): Promise<void> {
     this.stopped = true;
-    this.again = undefined;
     clearInterval(this.followTimer);
     await this.queue.shutDown();
-    if (this.pass !== undefined) this.finishPass(this.pass, 'incomplete');
-  }
-
-  private startPass(): Promise<void> {
-    let done!: () => void;
-    const finished = new Promise<void>((resolve) => (done = resolve));
-    const pass: ResyncPass = {
-      pending: new Set(),
-      zeroWeight: new Map(),
-      incomplete: false,
-      endTimer: this.o.metrics.reconcileDuration.startTimer({ trigger: 'resync' }),
-      done,
-      finished,
-    };
-    this.pass = pass;
-    void this.beginPass(pass);
-    return finished;
+    this.passes.stop();
   }
 
   private async beginPass(pass: ResyncPass): Promise<void> {
+    this.endPassTimer = this.o.metrics.reconcileDuration.startTimer({ trigger: 'resync' });
     if (!this.o.desired.isSynced()) {
       this.o.log.debug('resync skipped: informers not synced');
-      return this.finishPass(pass, 'skipped');
+      return this.passes.finish(pass, 'skipped');
     }
     try {
       // One dump of the kernel's virtual services: only those it lists get their real servers read.
@@ -178,19 +144,16 @@ export class Janitor {
     } catch (err) {
       this.o.metrics.kernelErrors.inc({ errno: errnoLabel(err) });
       this.o.log.warn('resync: could not list virtual services', { error: message(err) });
-      return this.finishPass(pass, 'failed');
+      return this.passes.finish(pass, 'failed');
     }
-    if (this.pass !== pass) return; // stopped meanwhile
+    if (this.passes.current !== pass) return; // stopped meanwhile
     for (const ref of this.o.desired.services()) pass.pending.add(refKey(ref));
     for (const key of pass.pending) this.queue.add(key, 'low');
     this.o.metrics.queueDepth.set(this.queue.length);
-    if (pass.pending.size === 0) this.finishPass(pass, 'complete');
+    if (pass.pending.size === 0) this.passes.finish(pass, 'complete');
   }
 
-  private finishPass(pass: ResyncPass, result: 'complete' | 'incomplete' | 'skipped' | 'failed'): void {
-    if (this.pass !== pass) return;
-    this.pass = undefined;
-    if (result === 'complete' && pass.incomplete) result = 'incomplete';
+  private passEnded(pass: ResyncPass, result: PassResult): void {
     if (result === 'complete') {
       // Drain clocks of virtual services that no longer exist (or no Service owns) are forgotten.
       for (const key of this.zeroWeightSince.keys()) if (!pass.zeroWeight.has(key)) this.zeroWeightSince.delete(key);
@@ -201,11 +164,7 @@ export class Janitor {
       this.o.metrics.zeroWeightDestinations.set(zeroWeight);
     }
     this.o.metrics.resyncs.inc({ result });
-    pass.endTimer();
-    const again = this.again;
-    this.again = undefined;
-    again?.start();
-    pass.done();
+    this.endPassTimer?.();
   }
 
   private async reconcileService(key: string, priority: Priority): Promise<void> {
@@ -214,7 +173,8 @@ export class Janitor {
     const firstEventAt = this.firstEventAt.get(key);
     this.firstEventAt.delete(key);
     // The pass this run counts for: one that began before it did.
-    const pass = this.pass?.pending.has(key) ? this.pass : undefined;
+    const current = this.passes.current;
+    const pass = current?.pending.has(key) ? current : undefined;
     // Events and resync steps read every virtual service of the Service, the followed ones included.
     const followUpOnly = this.followUpDue.delete(key) && firstEventAt === undefined && pass === undefined;
     const trigger: Trigger =
@@ -247,7 +207,7 @@ export class Janitor {
           if (trigger.kind === 'resync' && pass?.kernel?.has(vsKey) === false) continue;
           if (followedHere !== undefined && !followedHere.delete(vsKey)) continue;
           const zeroWeight = await this.reconcileVirtualService(vs, vsKey, trigger);
-          this.pass?.zeroWeight.set(vsKey, zeroWeight);
+          this.passes.current?.zeroWeight.set(vsKey, zeroWeight);
         } catch (err) {
           // One unreadable virtual service (e.g. a zoned node address) costs only itself.
           this.reconcileError('virtual-service', ref, vs.key, err);
@@ -259,15 +219,14 @@ export class Janitor {
       this.followUpsChanged();
     } finally {
       end?.();
-      if (pass) {
-        pass.pending.delete(key);
-        if (pass.pending.size === 0) this.finishPass(pass, 'complete');
-      }
+      if (pass) this.passes.keyDone(pass, key);
     }
   }
 
   /** Returns how many weight-0 destinations the virtual service has after this pass. */
   private async reconcileVirtualService(vs: DesiredVirtualService, key: string, trigger: Trigger): Promise<number> {
+    const lean = trigger.kind === 'resync' && !(await this.worthReading(vs, key));
+    if (lean) return this.zeroWeightSince.get(key)?.size ?? 0;
     let destinations;
     try {
       // A fresh read for every decision: the kernel, not a cache, says what exists right now.
@@ -305,11 +264,35 @@ export class Janitor {
     return remaining;
   }
 
+  /**
+   * A resync step first reads weights alone (no counters, no statistics to decode): most virtual services have
+   * no weight-0 real server and nothing to follow, and then that is all there is to do. decide() on those
+   * weights, with idle counters, says whether there is more; connection counts only change what happens to
+   * real servers it lists either way. Every deletion still comes from the full read that follows.
+   */
+  private async worthReading(vs: DesiredVirtualService, key: string): Promise<boolean> {
+    const listWeights = this.o.ipvs.listDestinationWeights?.bind(this.o.ipvs);
+    if (listWeights === undefined) return true;
+    let weights;
+    try {
+      weights = await listWeights(vs.key);
+    } catch (err) {
+      this.kernelError('read destination weights', vs, err);
+      return false;
+    }
+    const idle = weights.map((w) => ({ ...w, activeConnections: 0, inactiveConnections: 0 }));
+    const probe = decide(vs, idle, this.o.policy, this.clock(), new Map());
+    if (probe.zeroWeightSince.size > 0 || probe.followUps.length > 0) return true;
+    this.zeroWeightSince.delete(key);
+    this.followed.update(key, refKey(vs.service), [], this.clock());
+    return false;
+  }
+
   /** decide() again for one destination, against the informer caches as they are at this moment. */
   private stillToDelete(
     ref: ServiceRef,
     key: string,
-    destination: readonly Destination[],
+    destination: readonly ObservedDestination[],
     zeroWeightSince: ZeroWeightSince,
   ): boolean {
     if (!this.o.desired.isSynced()) return false;

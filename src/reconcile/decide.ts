@@ -11,7 +11,8 @@ export type DeletionReason =
   | 'immediate' // weight 0 under the immediate policy, whatever the endpoint's state
   | 'max-drain-exceeded'; // weight 0 for longer than maxDrainSeconds, even though an endpoint serves it
 
-export type DeletedDestination = Pick<
+/** What decide() looks at in a kernel destination: a full read, or a lean one with idle counters. */
+export type ObservedDestination = Pick<
   Destination,
   'family' | 'address' | 'port' | 'weight' | 'activeConnections' | 'inactiveConnections'
 >;
@@ -19,7 +20,7 @@ export type DeletedDestination = Pick<
 export interface Deletion {
   service: ServiceRef;
   serviceKey: ServiceKey;
-  destination: DeletedDestination;
+  destination: ObservedDestination;
   mode: Policy['mode'];
   reason: DeletionReason;
   /** Time since the destination was first seen at weight 0, on the caller's clock. */
@@ -64,7 +65,7 @@ type Verdict = { action: 'delete'; reason: DeletionReason } | { action: 'keep' }
  */
 export function decide(
   desired: DesiredVirtualService,
-  current: readonly Destination[],
+  current: readonly ObservedDestination[],
   defaultPolicy: Policy,
   now: number,
   zeroWeightSince: ZeroWeightSince,

@@ -128,15 +128,27 @@ describe('janitor', () => {
 
   it('a resync reads the service list once and real servers only of owned virtual services the kernel has', async () => {
     const ghost: ServiceKey = { ...vip, address: '10.96.0.50' };
-    desired.others.set('ghost', () => [{ service: { namespace: 'shop', name: 'ghost' }, key: ghost, endpoints: [] }]);
+    const healthy: ServiceKey = { ...vip, address: '10.96.0.60' };
+    const gone: ServiceKey = { ...vip, address: '10.96.0.70' };
+    const ref = (name: string) => ({ namespace: 'shop', name });
+    desired.others.set('ghost', () => [{ service: ref('ghost'), key: ghost, endpoints: [] }]);
+    desired.others.set('healthy', () => [{ service: ref('healthy'), key: healthy, endpoints: [ep(1, 'ready')] }]);
+    desired.others.set('gone', () => [{ service: ref('gone'), key: gone, endpoints: [] }]);
+    for (const key of [healthy, gone]) {
+      await ipvs.createService({ key, scheduler: 'rr' });
+      await ipvs.createDestination(key, rs(1, 1));
+    }
     const j = janitor();
     await j.resync();
     assert.equal(ipvs.count('listServices'), 1);
-    assert.deepEqual(
-      ipvs.operations.filter((op) => op.operation === 'listDestinations').map((op) => op.service),
-      [vip],
-    );
+    const read = (operation: string) =>
+      ipvs.operations.filter((op) => op.operation === operation).map((op) => op.service?.kind === 'address' && op.service.address);
+    // ghost is not in the kernel: never read. Weights first; the full read only where there is a weight 0
+    // (web) or a weight > 0 real server whose endpoint is gone (followed until kube-proxy zeroes it).
+    assert.deepEqual(read('listDestinationWeights').sort(), ['10.96.0.10', '10.96.0.60', '10.96.0.70']);
+    assert.deepEqual(read('listDestinations').sort(), ['10.96.0.10', '10.96.0.70']);
     assert.deepEqual(await addresses(), ['10.240.0.1/1', '10.240.0.3/0']);
+    assert.match(await metrics.registry.getSingleMetricAsString('ipvs_janitor_resyncs_total'), /result="complete"} 1/);
   });
 
   it('asks the caches again right before each deletion: an address that came back is kept', async () => {
@@ -212,11 +224,15 @@ describe('janitor', () => {
   it('stop() drops waiting work and takes no more', async () => {
     const j = janitor();
     j.serviceChanged(web);
+    const running = j.resync();
+    const after = j.resync();
     await j.stop();
+    await Promise.all([running, after]); // neither waits for ever
     j.serviceChanged(web);
     await j.resync();
     await j.idle();
-    assert.equal(ipvs.count('listDestinations'), 0);
+    assert.equal(ipvs.count('listDestinations') + ipvs.count('listDestinationWeights'), 0);
+    assert.ok(ipvs.count('listServices') <= 1);
   });
 
   it('acts on an event during a long resync at once, and resyncs never pile up (the issue 9 scenario)', async () => {
@@ -228,7 +244,7 @@ describe('janitor', () => {
       await ipvs.createDestination(key, rs(1, 1));
       desired.others.set(ref.name, () => [{ service: ref, key, endpoints: [ep(1, 'ready')] }]);
     }
-    ipvs.setLatency(['listServices', 'listDestinations'], 2);
+    ipvs.setLatency(['listServices', 'listDestinationWeights', 'listDestinations'], 2);
     const j = janitor();
     let opsWhenFirstPassEnded = Infinity;
     const firstPass = j.resync().then(() => (opsWhenFirstPassEnded = ipvs.operations.length));

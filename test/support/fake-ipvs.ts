@@ -6,6 +6,7 @@ import type {
   Destination,
   DestinationKey,
   DestinationSpec,
+  DestinationWeight,
   IpvsApi,
   IpvsInfo,
   IpvsTimeouts,
@@ -147,10 +148,13 @@ export class FakeIpvs implements IpvsApi {
   }
 
   async listDestinations(key: ServiceKey): Promise<Destination[]> {
-    return this.run('listDestinations', { service: key }, () => {
-      const stored = this.services.get(serviceKeyString(key));
-      return stored === undefined ? [] : [...stored.destinations.values()].map(reportDestination);
-    });
+    return this.run('listDestinations', { service: key }, () => this.destinationsOf(key).map(reportDestination));
+  }
+
+  async listDestinationWeights(key: ServiceKey): Promise<DestinationWeight[]> {
+    return this.run('listDestinationWeights', { service: key }, () =>
+      this.destinationsOf(key).map(({ family, address, port, weight }) => ({ family, address, port, weight })),
+    );
   }
 
   async createService(spec: ServiceSpec): Promise<void> {
@@ -244,6 +248,10 @@ export class FakeIpvs implements IpvsApi {
       if (err instanceof NetlinkError) record({ kind: 'error', errno: err.errno });
       throw err;
     }
+  }
+
+  private destinationsOf(key: ServiceKey): Destination[] {
+    return [...(this.services.get(serviceKeyString(key))?.destinations.values() ?? [])];
   }
 
   private existing(operation: IpvsOperation, key: ServiceKey): StoredService {
