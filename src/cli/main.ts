@@ -2,6 +2,7 @@
 // The command line: parses arguments, runs one command, and turns expected failures into one line on
 // stderr and a non-zero exit code.
 // Each command loads its own modules when it runs: list and doctor never load logging or the Kubernetes client.
+import { register } from 'node:module';
 import { parseArgs } from 'node:util';
 import { describeIpvsError } from '../ipvs/errors.js';
 
@@ -10,8 +11,9 @@ const usage = `usage: ipvs-janitor <command> [flags]
 commands:
   run [flags]     the node agent (run --help lists its flags)
   list [--json]   print the kernel's IPVS table (same content as ipvsadm -Ln)
-  doctor [--json] can port-reused connections reach weight-0 real servers here, and what fixes it
-                  (exit 0 not exposed, 3 exposed, 4 no IPVS)
+  doctor [--json] [--kube-proxy-metrics-address HOST:PORT]
+                  can port-reused connections reach weight-0 real servers here, and what fixes it; kube-proxy's
+                  mode from its /proxyMode (default 127.0.0.1:10249) (exit 0 not exposed, 3 exposed, 4 no IPVS)
 `;
 
 
@@ -36,13 +38,21 @@ async function main(argv: string[]): Promise<void> {
         if (err instanceof UsageError) return usageFailure(err.message);
         throw err;
       }
+      // Before anything imports client-node: its KubeConfig need not load every generated API client.
+      register('../k8s/client-node-hooks.js', import.meta.url);
       const { runAgent } = await import('../agent/agent.js');
       return runAgent(options);
     }
     case 'doctor': {
-      const { values } = parseArgs({ args: rest, options: { json: { type: 'boolean', default: false } } });
+      const { values } = parseArgs({
+        args: rest,
+        options: {
+          json: { type: 'boolean', default: false },
+          'kube-proxy-metrics-address': { type: 'string' },
+        },
+      });
       const { doctor } = await import('./doctor.js');
-      process.exitCode = await doctor(values.json);
+      process.exitCode = await doctor(values.json, values['kube-proxy-metrics-address']);
       return;
     }
     case undefined:

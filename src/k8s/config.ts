@@ -1,7 +1,8 @@
 // Kubernetes client configuration, and the one-line descriptions of API failures the agent logs.
 import { existsSync } from 'node:fs';
 import { STATUS_CODES } from 'node:http';
-import { KubeConfig } from '@kubernetes/client-node';
+// The module itself, not the package index: the index loads every generated API client (see client-node-hooks.ts).
+import { KubeConfig } from '@kubernetes/client-node/dist/config.js';
 import { ApiStatusError } from './transport.js';
 
 const SERVICE_ACCOUNT_TOKEN = '/var/run/secrets/kubernetes.io/serviceaccount/token';
