@@ -1,6 +1,7 @@
 // `ipvs-janitor doctor`: can port-reused connections reach weight-0 real servers on this node, and what fixes it.
 import { assessExposure, type NodeFacts, type Verdict } from '../agent/exposure.js';
 import { readNodeFacts } from '../agent/exposure-report.js';
+import { askProxyMode, DEFAULT_METRICS_ADDRESS, type ProxyModeAnswer } from '../k8s/kube-proxy-mode.js';
 import { ipvsSysctlFiles, sysctlCommand, sysctlKey, type IpvsSysctlName, type SysctlChange } from '../agent/sysctls.js';
 
 const exitCodes: Record<Verdict['kind'], number> = { 'not-exposed': 0, exposed: 3, 'no-ipvs': 4 };
@@ -31,20 +32,32 @@ function formatVerdict(v: Verdict): string {
   }
 }
 
-function formatReport(facts: NodeFacts, verdict: Verdict): string {
-  const head = `kernel   ${facts.kernelRelease}\nIPVS     ${facts.ipvs.kind}\n`;
-  if (facts.ipvs.kind === 'absent') return `${head}\n${formatVerdict(verdict)}`;
+/** What kube-proxy's metrics server says of its mode; another mode than IPVS leaves nothing to clean. */
+function formatProxyMode(answer: ProxyModeAnswer): { line: string; note: string } {
+  if (answer.kind === 'unreachable') return { line: `proxy    unknown (${answer.url}: ${answer.reason})\n`, note: '' };
+  const line = `proxy    kube-proxy in ${answer.mode} mode (${answer.url})\n`;
+  if (answer.mode === 'ipvs') return { line, note: '' };
+  return { line, note: `\nkube-proxy runs in ${answer.mode} mode: it leaves no weight-0 real servers, this node needs no ipvs-janitor.\n` };
+}
+
+function formatReport(facts: NodeFacts, verdict: Verdict, proxy: ProxyModeAnswer): string {
+  const { line, note } = formatProxyMode(proxy);
+  const head = `kernel   ${facts.kernelRelease}\nIPVS     ${facts.ipvs.kind}\n${line}`;
+  if (facts.ipvs.kind === 'absent') return `${head}\n${formatVerdict(verdict)}${note}`;
   const { sysctls } = facts.ipvs;
   const values = (Object.keys(ipvsSysctlFiles) as IpvsSysctlName[])
     .map((name, i) => `${i === 0 ? 'sysctls' : '       '}  ${sysctlKey(name)} = ${sysctls[name]}\n`)
     .join('');
-  return `${head}${values}\n${formatVerdict(verdict)}`;
+  return `${head}${values}\n${formatVerdict(verdict)}${note}`;
 }
 
-/** Prints the report; resolves with the exit code: 0 not exposed, 3 exposed, 4 no IPVS. */
-export async function doctor(json: boolean): Promise<number> {
-  const facts = await readNodeFacts();
+/**
+ * Prints the report; resolves with the exit code: 0 not exposed, 3 exposed, 4 no IPVS. kube-proxy's mode, asked of
+ * its metrics server at `kubeProxyMetricsAddress`, is reported and does not change the exit code.
+ */
+export async function doctor(json: boolean, kubeProxyMetricsAddress = DEFAULT_METRICS_ADDRESS): Promise<number> {
+  const [facts, kubeProxy] = await Promise.all([readNodeFacts(), askProxyMode(kubeProxyMetricsAddress)]);
   const verdict = assessExposure(facts);
-  process.stdout.write(json ? `${JSON.stringify({ ...facts, verdict }, null, 2)}\n` : formatReport(facts, verdict));
+  process.stdout.write(json ? `${JSON.stringify({ ...facts, kubeProxy, verdict }, null, 2)}\n` : formatReport(facts, verdict, kubeProxy));
   return exitCodes[verdict.kind];
 }
