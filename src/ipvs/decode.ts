@@ -6,7 +6,47 @@ import { align4 } from '../netlink/message.js';
 import { decodeAddress } from './address.js';
 import { familyFromWire, flagBits, forwardingFromWire, protocolFromWire, required } from './codec.js';
 import type { AddressFamily, Destination, DestinationWeight, ServiceFlags, ServiceKey, Stats, VirtualService } from './types.js';
-import * as wire from './wire.js';
+// Named imports, not a namespace object: evaluating a case label is then a constant, not a property lookup.
+import {
+  IPVS_CMD_ATTR_DEST,
+  IPVS_CMD_ATTR_SERVICE,
+  IPVS_DEST_ATTR_ACTIVE_CONNS,
+  IPVS_DEST_ATTR_ADDR,
+  IPVS_DEST_ATTR_ADDR_FAMILY,
+  IPVS_DEST_ATTR_FWD_METHOD,
+  IPVS_DEST_ATTR_INACT_CONNS,
+  IPVS_DEST_ATTR_L_THRESH,
+  IPVS_DEST_ATTR_PERSIST_CONNS,
+  IPVS_DEST_ATTR_PORT,
+  IPVS_DEST_ATTR_STATS,
+  IPVS_DEST_ATTR_STATS64,
+  IPVS_DEST_ATTR_U_THRESH,
+  IPVS_DEST_ATTR_WEIGHT,
+  IPVS_STATS_ATTR_CONNS,
+  IPVS_STATS_ATTR_CPS,
+  IPVS_STATS_ATTR_INBPS,
+  IPVS_STATS_ATTR_INPKTS,
+  IPVS_STATS_ATTR_INPPS,
+  IPVS_STATS_ATTR_OUTBPS,
+  IPVS_STATS_ATTR_OUTPKTS,
+  IPVS_STATS_ATTR_OUTPPS,
+  IPVS_STATS_ATTR_INBYTES,
+  IPVS_STATS_ATTR_OUTBYTES,
+  IPVS_SVC_ATTR_ADDR,
+  IPVS_SVC_ATTR_AF,
+  IPVS_SVC_ATTR_FLAGS,
+  IPVS_SVC_ATTR_FWMARK,
+  IPVS_SVC_ATTR_NETMASK,
+  IPVS_SVC_ATTR_PE_NAME,
+  IPVS_SVC_ATTR_PORT,
+  IPVS_SVC_ATTR_PROTOCOL,
+  IPVS_SVC_ATTR_SCHED_NAME,
+  IPVS_SVC_ATTR_STATS,
+  IPVS_SVC_ATTR_STATS64,
+  IPVS_SVC_ATTR_TIMEOUT,
+  IP_VS_CONN_F_FWD_MASK,
+  serviceFlagsCodec,
+} from './wire.js';
 
 /** The payload range of the first top-level attribute of `type`; a reply without it is malformed. */
 function nestRange(payload: Buffer, start: number, type: number, name: string): [number, number] {
@@ -38,26 +78,34 @@ function noteStats(span: StatsSpan, allWide: boolean, start: number, end: number
   span.allWide = allWide;
 }
 
-/** Stats fields by IPVS_STATS_ATTR_* number (CONNS = 1 ... OUTBPS = 10). */
-const statsFields: readonly (keyof Stats)[] = [
-  'connections', 'packetsIn', 'packetsOut', 'bytesIn', 'bytesOut', 'cps', 'ppsIn', 'ppsOut', 'bpsIn', 'bpsOut',
-];
-
 /** STATS64 carries every counter as u64; the legacy STATS only the byte counters (the rest are u32). */
 function decodeStats(buffer: Buffer, span: StatsSpan): Stats {
-  const stats: Stats = { connections: 0n, packetsIn: 0n, packetsOut: 0n, bytesIn: 0n, bytesOut: 0n, cps: 0n, ppsIn: 0n, ppsOut: 0n, bpsIn: 0n, bpsOut: 0n };
+  // Locals and one literal at the end: a keyed store with ten different names would be megamorphic.
+  let conns = 0n, inpkts = 0n, outpkts = 0n, inbytes = 0n, outbytes = 0n, cps = 0n, inpps = 0n, outpps = 0n, inbps = 0n, outbps = 0n;
   const { start, end, allWide } = span;
   for (let offset = start; start >= 0 && offset + NLA_HDRLEN <= end; ) {
     const next = attributeEnd(buffer, offset, end);
     const type = attributeType(buffer, offset);
     const p = offset + NLA_HDRLEN;
     offset = start + align4(next - start);
-    const field = statsFields[type - wire.IPVS_STATS_ATTR_CONNS];
-    if (field === undefined) continue; // IPVS_STATS_ATTR_PAD, or newer
-    const wide = allWide || type === wire.IPVS_STATS_ATTR_INBYTES || type === wire.IPVS_STATS_ATTR_OUTBYTES;
-    stats[field] = wide ? u64.decode(buffer, p, next) : BigInt(u32.decode(buffer, p, next));
+    if (type < IPVS_STATS_ATTR_CONNS || type > IPVS_STATS_ATTR_OUTBPS) continue; // IPVS_STATS_ATTR_PAD, or newer
+    const wide = allWide || type === IPVS_STATS_ATTR_INBYTES || type === IPVS_STATS_ATTR_OUTBYTES;
+    const value = wide ? u64.decode(buffer, p, next) : BigInt(u32.decode(buffer, p, next));
+    if (type === IPVS_STATS_ATTR_CONNS) conns = value;
+    else if (type === IPVS_STATS_ATTR_INPKTS) inpkts = value;
+    else if (type === IPVS_STATS_ATTR_OUTPKTS) outpkts = value;
+    else if (type === IPVS_STATS_ATTR_INBYTES) inbytes = value;
+    else if (type === IPVS_STATS_ATTR_OUTBYTES) outbytes = value;
+    else if (type === IPVS_STATS_ATTR_CPS) cps = value;
+    else if (type === IPVS_STATS_ATTR_INPPS) inpps = value;
+    else if (type === IPVS_STATS_ATTR_OUTPPS) outpps = value;
+    else if (type === IPVS_STATS_ATTR_INBPS) inbps = value;
+    else outbps = value;
   }
-  return stats;
+  return {
+    connections: conns, packetsIn: inpkts, packetsOut: outpkts, bytesIn: inbytes, bytesOut: outbytes,
+    cps, ppsIn: inpps, ppsOut: outpps, bpsIn: inbps, bpsOut: outbps,
+  };
 }
 
 function addressAt(buffer: Buffer, family: AddressFamily, addr: Span, name: string): string {
@@ -99,40 +147,40 @@ export function decodeServiceAt(buffer: Buffer, start: number, end: number): Vir
     const next = attributeEnd(buffer, offset, end);
     const p = offset + NLA_HDRLEN;
     switch (attributeType(buffer, offset)) {
-      case wire.IPVS_SVC_ATTR_AF:
+      case IPVS_SVC_ATTR_AF:
         af = u16.decode(buffer, p, next);
         break;
-      case wire.IPVS_SVC_ATTR_PROTOCOL:
+      case IPVS_SVC_ATTR_PROTOCOL:
         protocol = u16.decode(buffer, p, next);
         break;
-      case wire.IPVS_SVC_ATTR_ADDR:
+      case IPVS_SVC_ATTR_ADDR:
         addr.start = p;
         addr.end = next;
         break;
-      case wire.IPVS_SVC_ATTR_PORT:
+      case IPVS_SVC_ATTR_PORT:
         port = be16.decode(buffer, p, next);
         break;
-      case wire.IPVS_SVC_ATTR_FWMARK:
+      case IPVS_SVC_ATTR_FWMARK:
         fwmark = u32.decode(buffer, p, next);
         break;
-      case wire.IPVS_SVC_ATTR_SCHED_NAME:
+      case IPVS_SVC_ATTR_SCHED_NAME:
         scheduler = string.decode(buffer, p, next);
         break;
-      case wire.IPVS_SVC_ATTR_FLAGS:
-        flags = wire.serviceFlagsCodec.decode(buffer, p, next).flags;
+      case IPVS_SVC_ATTR_FLAGS:
+        flags = serviceFlagsCodec.decode(buffer, p, next).flags;
         break;
-      case wire.IPVS_SVC_ATTR_TIMEOUT:
+      case IPVS_SVC_ATTR_TIMEOUT:
         timeoutSeconds = u32.decode(buffer, p, next);
         break;
-      case wire.IPVS_SVC_ATTR_NETMASK:
+      case IPVS_SVC_ATTR_NETMASK:
         netmask = u32.decode(buffer, p, next);
         break;
-      case wire.IPVS_SVC_ATTR_PE_NAME:
+      case IPVS_SVC_ATTR_PE_NAME:
         persistenceEngine = string.decode(buffer, p, next);
         break;
-      case wire.IPVS_SVC_ATTR_STATS:
-      case wire.IPVS_SVC_ATTR_STATS64:
-        noteStats(stats, attributeType(buffer, offset) === wire.IPVS_SVC_ATTR_STATS64, p, next);
+      case IPVS_SVC_ATTR_STATS:
+      case IPVS_SVC_ATTR_STATS64:
+        noteStats(stats, attributeType(buffer, offset) === IPVS_SVC_ATTR_STATS64, p, next);
         break;
     }
     offset = start + align4(next - start);
@@ -147,15 +195,17 @@ export function decodeServiceAt(buffer: Buffer, start: number, end: number): Vir
         address: addressAt(buffer, family, addr, 'IPVS_SVC_ATTR_ADDR'),
         port: required(port, 'IPVS_SVC_ATTR_PORT'),
       };
-  return {
+  const service: VirtualService = {
     key,
     scheduler: required(scheduler, 'IPVS_SVC_ATTR_SCHED_NAME'),
     flags: decodeFlags(flags),
     timeoutSeconds,
     netmask: decodeNetmask(family, required(netmask, 'IPVS_SVC_ATTR_NETMASK')),
-    ...(persistenceEngine ? { persistenceEngine } : {}),
     stats: decodeStats(buffer, stats),
   };
+  // Rare: set only when present, so the common shape stays the same for every service.
+  if (persistenceEngine) service.persistenceEngine = persistenceEngine;
+  return service;
 }
 
 /** What a destination decode reads: every field, or only what finding candidates needs. */
@@ -188,74 +238,78 @@ export function decodeDestAt(
     const type = attributeType(buffer, offset);
     offset = start + align4(next - start);
     switch (type) {
-      case wire.IPVS_DEST_ATTR_ADDR:
+      case IPVS_DEST_ATTR_ADDR:
         addr.start = p;
         addr.end = next;
         continue;
-      case wire.IPVS_DEST_ATTR_PORT:
+      case IPVS_DEST_ATTR_PORT:
         port = be16.decode(buffer, p, next);
         continue;
-      case wire.IPVS_DEST_ATTR_WEIGHT:
+      case IPVS_DEST_ATTR_WEIGHT:
         weight = u32.decode(buffer, p, next);
         continue;
-      case wire.IPVS_DEST_ATTR_ADDR_FAMILY:
+      case IPVS_DEST_ATTR_ADDR_FAMILY:
         addrFamily = u16.decode(buffer, p, next);
         continue;
     }
     if (!full) continue;
     switch (type) {
-      case wire.IPVS_DEST_ATTR_FWD_METHOD:
+      case IPVS_DEST_ATTR_FWD_METHOD:
         fwdMethod = u32.decode(buffer, p, next);
         break;
-      case wire.IPVS_DEST_ATTR_U_THRESH:
+      case IPVS_DEST_ATTR_U_THRESH:
         counters.upperThreshold = u32.decode(buffer, p, next);
         break;
-      case wire.IPVS_DEST_ATTR_L_THRESH:
+      case IPVS_DEST_ATTR_L_THRESH:
         counters.lowerThreshold = u32.decode(buffer, p, next);
         break;
-      case wire.IPVS_DEST_ATTR_ACTIVE_CONNS:
+      case IPVS_DEST_ATTR_ACTIVE_CONNS:
         counters.activeConnections = u32.decode(buffer, p, next);
         break;
-      case wire.IPVS_DEST_ATTR_INACT_CONNS:
+      case IPVS_DEST_ATTR_INACT_CONNS:
         counters.inactiveConnections = u32.decode(buffer, p, next);
         break;
-      case wire.IPVS_DEST_ATTR_PERSIST_CONNS:
+      case IPVS_DEST_ATTR_PERSIST_CONNS:
         counters.persistentConnections = u32.decode(buffer, p, next);
         break;
-      case wire.IPVS_DEST_ATTR_STATS:
-      case wire.IPVS_DEST_ATTR_STATS64:
-        noteStats(stats, type === wire.IPVS_DEST_ATTR_STATS64, p, next);
+      case IPVS_DEST_ATTR_STATS:
+      case IPVS_DEST_ATTR_STATS64:
+        noteStats(stats, type === IPVS_DEST_ATTR_STATS64, p, next);
         break;
     }
   }
   const family = addrFamily === undefined ? serviceFamily : familyFromWire(addrFamily);
-  const key = {
-    family,
-    address: addressAt(buffer, family, addr, 'IPVS_DEST_ATTR_ADDR'),
-    port: required(port, 'IPVS_DEST_ATTR_PORT'),
-  };
+  const address = addressAt(buffer, family, addr, 'IPVS_DEST_ATTR_ADDR');
+  port = required(port, 'IPVS_DEST_ATTR_PORT');
   // The kernel's weight is a signed int carried in a u32.
-  const signedWeight = required(weight, 'IPVS_DEST_ATTR_WEIGHT') | 0;
-  if (!full) return { ...key, weight: signedWeight };
+  weight = required(weight, 'IPVS_DEST_ATTR_WEIGHT') | 0;
+  // Plain literals, no object spread: V8 builds a spread in the middle of a literal through a slow runtime path.
+  if (!full) return { family, address, port, weight };
   return {
-    ...key,
-    forwarding: forwardingFromWire(required(fwdMethod, 'IPVS_DEST_ATTR_FWD_METHOD') & wire.IP_VS_CONN_F_FWD_MASK),
-    weight: signedWeight,
-    ...counters,
+    family,
+    address,
+    port,
+    forwarding: forwardingFromWire(required(fwdMethod, 'IPVS_DEST_ATTR_FWD_METHOD') & IP_VS_CONN_F_FWD_MASK),
+    weight,
+    upperThreshold: counters.upperThreshold,
+    lowerThreshold: counters.lowerThreshold,
+    activeConnections: counters.activeConnections,
+    inactiveConnections: counters.inactiveConnections,
+    persistentConnections: counters.persistentConnections,
     stats: decodeStats(buffer, stats),
   };
 }
 
 /** A GET_SERVICE reply: its IPVS_CMD_ATTR_SERVICE nest. */
 export const serviceReply: ReplyDecoder<VirtualService> = (payload, start) => {
-  const [s, e] = nestRange(payload, start, wire.IPVS_CMD_ATTR_SERVICE, 'IPVS_CMD_ATTR_SERVICE');
+  const [s, e] = nestRange(payload, start, IPVS_CMD_ATTR_SERVICE, 'IPVS_CMD_ATTR_SERVICE');
   return decodeServiceAt(payload, s, e);
 };
 
 /** A GET_DEST reply of a service of `family`: its IPVS_CMD_ATTR_DEST nest. */
 export function destReply(family: AddressFamily): ReplyDecoder<Destination> {
   return (payload, start) => {
-    const [s, e] = nestRange(payload, start, wire.IPVS_CMD_ATTR_DEST, 'IPVS_CMD_ATTR_DEST');
+    const [s, e] = nestRange(payload, start, IPVS_CMD_ATTR_DEST, 'IPVS_CMD_ATTR_DEST');
     return decodeDestAt(payload, s, e, family, 'full');
   };
 }
@@ -263,7 +317,7 @@ export function destReply(family: AddressFamily): ReplyDecoder<Destination> {
 /** The same reply as destReply, only address, port and weight. */
 export function destWeightReply(family: AddressFamily): ReplyDecoder<DestinationWeight> {
   return (payload, start) => {
-    const [s, e] = nestRange(payload, start, wire.IPVS_CMD_ATTR_DEST, 'IPVS_CMD_ATTR_DEST');
+    const [s, e] = nestRange(payload, start, IPVS_CMD_ATTR_DEST, 'IPVS_CMD_ATTR_DEST');
     return decodeDestAt(payload, s, e, family, 'weights');
   };
 }

@@ -22,25 +22,35 @@ export async function readTable(api: IpvsApi): Promise<Table> {
   return { info, entries };
 }
 
-function compareBytes(a: Buffer, b: Buffer): number {
-  return Buffer.compare(a, b);
+// ipvsadm's own order (ipvs_cmp_services / ipvs_cmp_dests), so the two listings can be compared line by line. Each
+// entry's sort key is computed once, not once per comparison: a 10k-service table takes about 140k comparisons.
+const protocolNumbers = { tcp: 6, udp: 17, sctp: 132 } as const;
+
+function serviceOrder(k: ServiceKey): { mark: number; family: number; protocol: number; address: Buffer; port: number } {
+  const family = k.family === 'ipv4' ? 2 : 10;
+  if (k.kind === 'fwmark') return { mark: k.fwmark, family, protocol: 0, address: Buffer.alloc(0), port: 0 };
+  return { mark: 0, family, protocol: protocolNumbers[k.protocol], address: encodeAddress(k.address), port: k.port };
 }
 
-// ipvsadm's own order (ipvs_cmp_services / ipvs_cmp_dests), so the two listings can be compared line by line.
-function compareServices(a: ServiceKey, b: ServiceKey): number {
-  const mark = (k: ServiceKey) => (k.kind === 'fwmark' ? k.fwmark : 0);
-  const family = (k: ServiceKey) => (k.family === 'ipv4' ? 2 : 10);
-  if (mark(a) !== mark(b)) return mark(a) - mark(b);
-  if (family(a) !== family(b)) return family(a) - family(b);
-  if (a.kind !== 'address' || b.kind !== 'address') return 0;
-  const protocol = { tcp: 6, udp: 17, sctp: 132 };
-  if (a.protocol !== b.protocol) return protocol[a.protocol] - protocol[b.protocol];
-  return compareBytes(encodeAddress(a.address), encodeAddress(b.address)) || a.port - b.port;
+function compareServices(a: ReturnType<typeof serviceOrder>, b: ReturnType<typeof serviceOrder>): number {
+  return (
+    a.mark - b.mark || a.family - b.family || a.protocol - b.protocol || Buffer.compare(a.address, b.address) || a.port - b.port
+  );
 }
 
-function compareDestinations(a: Destination, b: Destination): number {
-  if (a.family !== b.family) return a.family === 'ipv4' ? -1 : 1;
-  return compareBytes(encodeAddress(a.address), encodeAddress(b.address)) || a.port - b.port;
+function destinationOrder(d: Destination): { family: number; address: Buffer; port: number } {
+  return { family: d.family === 'ipv4' ? 0 : 1, address: encodeAddress(d.address), port: d.port };
+}
+
+function compareDestinations(a: ReturnType<typeof destinationOrder>, b: ReturnType<typeof destinationOrder>): number {
+  return a.family - b.family || Buffer.compare(a.address, b.address) || a.port - b.port;
+}
+
+function sortedBy<T, K>(items: readonly T[], keyOf: (item: T) => K, compare: (a: K, b: K) => number): T[] {
+  return items
+    .map((item) => ({ item, key: keyOf(item) }))
+    .sort((a, b) => compare(a.key, b.key))
+    .map(({ item }) => item);
 }
 
 function hostPort(address: string, port: number): string {
@@ -100,10 +110,9 @@ export function formatTable(table: Table): string {
     'Prot LocalAddress:Port Scheduler Flags',
     '  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn',
   ];
-  const entries = [...table.entries].sort((a, b) => compareServices(a.service.key, b.service.key));
-  for (const { service, destinations } of entries) {
+  for (const { service, destinations } of sortedBy(table.entries, (e) => serviceOrder(e.service.key), compareServices)) {
     lines.push(serviceLine(service));
-    for (const d of [...destinations].sort(compareDestinations)) lines.push(destinationLine(d));
+    for (const d of sortedBy(destinations, destinationOrder, compareDestinations)) lines.push(destinationLine(d));
   }
   return `${lines.join('\n')}\n`;
 }

@@ -44,7 +44,13 @@ export const u8 = fixed<number>('u8', 1, (b, v) => b.writeUInt8(v), (b, o) => b.
 export const u16 = fixed<number>('u16', 2, (b, v) => b.writeUInt16LE(v), (b, o) => b.readUInt16LE(o));
 export const u32 = fixed<number>('u32', 4, (b, v) => b.writeUInt32LE(v >>> 0), (b, o) => b.readUInt32LE(o));
 export const s32 = fixed<number>('s32', 4, (b, v) => b.writeInt32LE(v), (b, o) => b.readInt32LE(o));
-export const u64 = fixed<bigint>('u64', 8, (b, v) => b.writeBigUInt64LE(v), (b, o) => b.readBigUInt64LE(o));
+/** Counters are mostly below 2^32: one BigInt from a number then, instead of readBigUInt64LE's four BigInt operations. */
+function readU64(b: Buffer, o: number): bigint {
+  const lo = b.readUInt32LE(o);
+  const hi = b.readUInt32LE(o + 4);
+  return hi === 0 ? BigInt(lo) : (BigInt(hi) << 32n) | BigInt(lo);
+}
+export const u64 = fixed<bigint>('u64', 8, (b, v) => b.writeBigUInt64LE(v), readU64);
 /** Ports travel in network byte order. */
 export const be16 = fixed<number>('be16', 2, (b, v) => b.writeUInt16BE(v), (b, o) => b.readUInt16BE(o));
 
@@ -54,8 +60,18 @@ export const string: Codec<string> = {
   nested: false,
   encode: (value) => Buffer.from(`${value}\0`, 'utf8'),
   decode(buffer, start, end) {
-    const nul = buffer.indexOf(0, start);
-    return buffer.toString('utf8', start, nul < 0 || nul > end ? end : nul);
+    // Names the kernel sends (schedulers, families) are a few ASCII bytes: built here without a native call.
+    let text = '';
+    for (let i = start; i < end; i++) {
+      const byte = buffer[i]!;
+      if (byte === 0) return text;
+      if (byte >= 0x80) {
+        const nul = buffer.indexOf(0, i);
+        return buffer.toString('utf8', start, nul < 0 || nul > end ? end : nul);
+      }
+      text += String.fromCharCode(byte);
+    }
+    return text;
   },
 };
 
@@ -82,20 +98,27 @@ export function nested<S extends AttributeSet>(set: S): Codec<AttributeValues<S>
   };
 }
 
-/** Encodes the present values in table order. */
+/** Encodes the present values in table order, into one buffer. */
 export function encodeAttributes<S extends AttributeSet>(set: S, values: AttributeValues<S>): Buffer {
-  const parts: Buffer[] = [];
+  const present: [type: number, payload: Buffer][] = [];
+  let size = 0;
   for (const key of Object.keys(set) as (keyof S & string)[]) {
     const value = values[key];
     if (value === undefined) continue;
     const [type, codec] = set[key]!;
     const payload = codec.encode(value);
-    const header = Buffer.alloc(NLA_HDRLEN);
-    header.writeUInt16LE(NLA_HDRLEN + payload.length, 0);
-    header.writeUInt16LE(type | (codec.nested ? NLA_F_NESTED : 0), 2);
-    parts.push(header, payload, Buffer.alloc(align4(payload.length) - payload.length));
+    present.push([type | (codec.nested ? NLA_F_NESTED : 0), payload]);
+    size += NLA_HDRLEN + align4(payload.length);
   }
-  return Buffer.concat(parts);
+  const out = Buffer.alloc(size); // zeroed: the padding
+  let offset = 0;
+  for (const [type, payload] of present) {
+    out.writeUInt16LE(NLA_HDRLEN + payload.length, offset);
+    out.writeUInt16LE(type, offset + 2);
+    payload.copy(out, offset + NLA_HDRLEN);
+    offset += NLA_HDRLEN + align4(payload.length);
+  }
+  return out;
 }
 
 /**

@@ -27,8 +27,6 @@ import { KernelTableWriter } from './kernel-table.js';
 import { profile } from './profile.js';
 import {
   distribution,
-  median,
-  TARGETS,
   type BenchResults,
   type LatencyFigures,
   type ReadFigures,
@@ -220,12 +218,11 @@ async function main(): Promise<BenchResults> {
     `process start: node -e 0 ${startup.nodeMs.toFixed(0)} ms; importing the agent module ${startup.agentImportMs.toFixed(0)} ms, ` +
       `RSS ${startup.agentImportRssMiB.toFixed(0)} MiB`,
   );
-  let profiled: BenchResults['profile'];
-  if (median(read[0]!.ourMs) / median(read[0]!.ipvsadmMs) > TARGETS.readRatio) {
-    say(`read ${SMALL_READ}: slower than ipvsadm: profiling one more read`);
-    const entries = await profile(() => readTable(client), `${out}/read-${SMALL_READ}.cpuprofile`);
-    profiled = { services: SMALL_READ, entries };
-  }
+  say(`read ${SMALL_READ}: profiling one more read`);
+  const profiled = {
+    services: SMALL_READ,
+    entries: await profile(() => readTable(client), `${out}/read-${SMALL_READ}.cpuprofile`),
+  };
 
   say(`building ${LARGE} services × ${DESTINATIONS} real servers`);
   addServices(writer, SMALL_READ, LARGE);
@@ -234,6 +231,29 @@ async function main(): Promise<BenchResults> {
   read.push(await measureRead(client, LARGE, eventLoopDelay));
   const idle = await idleEventLoopDelay(IDLE_MS);
   say(`event-loop delay: reads p99 ${Math.max(...eventLoopDelay.map((e) => e.p99Ms)).toFixed(1)} ms, idle p99 ${idle.p99Ms.toFixed(1)} ms`);
+  const worst = (pick: (e: { p99Ms: number; maxMs: number }) => number) => Math.max(...eventLoopDelay.map(pick));
+  const readResults = {
+    date: new Date().toISOString().slice(0, 10),
+    kernel: release(),
+    node: process.versions.node,
+    clockSource: readFileSync('/sys/devices/system/clocksource/clocksource0/current_clocksource', 'utf8').trim(),
+    read,
+    eventLoopDelay: {
+      services: LARGE,
+      resolutionMs: ELD_RESOLUTION_MS,
+      p99Ms: worst((e) => e.p99Ms),
+      maxMs: worst((e) => e.maxMs),
+      idleP99Ms: idle.p99Ms,
+      idleMaxMs: idle.maxMs,
+    },
+    startup,
+    profile: profiled,
+  };
+  if (process.env.BENCH_ONLY === 'read') {
+    client.close();
+    writer.close();
+    return { ...readResults, totalSeconds: (performance.now() - started) / 1000 };
+  }
 
   say(`stand-in: ${LARGE} Services, ${LARGE} EndpointSlices, ${LARGE * DESTINATIONS} endpoints`);
   const standin = await StandIn.start();
@@ -276,25 +296,10 @@ async function main(): Promise<BenchResults> {
     const smallIds = Array.from({ length: LATENCY_SERVICES }, (_, n) => Math.floor((n * SMALL_LATENCY) / LATENCY_SERVICES));
     latency.push(await measureLatency(agent, client, standin, SMALL_LATENCY, smallIds));
 
-    const worst = (pick: (e: { p99Ms: number; maxMs: number }) => number) => Math.max(...eventLoopDelay.map(pick));
     return {
-      date: new Date().toISOString().slice(0, 10),
-      kernel: release(),
-      node: process.versions.node,
-      clockSource: readFileSync('/sys/devices/system/clocksource/clocksource0/current_clocksource', 'utf8').trim(),
-      read,
-      eventLoopDelay: {
-        services: LARGE,
-        resolutionMs: ELD_RESOLUTION_MS,
-        p99Ms: worst((e) => e.p99Ms),
-        maxMs: worst((e) => e.maxMs),
-        idleP99Ms: idle.p99Ms,
-        idleMaxMs: idle.maxMs,
-      },
-      startup,
+      ...readResults,
       memory,
       latency,
-      ...(profiled ? { profile: profiled } : {}),
       totalSeconds: (performance.now() - started) / 1000,
     };
   } catch (err) {

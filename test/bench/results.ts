@@ -54,8 +54,9 @@ export interface BenchResults {
    * with that process's resident memory once loaded: the agent's fixed cost before it caches anything.
    */
   startup: { nodeMs: number; agentImportMs: number; agentImportRssMiB: number };
-  memory: { services: number; endpoints: number; vmRssMiB: number; vmHwmMiB: number; syncSeconds: number; resyncSeconds: number };
-  latency: LatencyFigures[];
+  /** Absent when the boot measured only the reads (`npm run bench -- --only read`). */
+  memory?: { services: number; endpoints: number; vmRssMiB: number; vmHwmMiB: number; syncSeconds: number; resyncSeconds: number };
+  latency?: LatencyFigures[];
   /** Where an in-process read's time goes, when it is slower than ipvsadm's: self time per function. */
   profile?: { services: number; entries: ProfileEntry[] };
   totalSeconds: number;
@@ -83,6 +84,7 @@ export const TARGETS = {
   floorMultiple: 2,
   memoryMiB: 150,
   eventLoopDelayMs: 20,
+  eventLoopDelayMaxMs: 100,
 } as const;
 
 const ms = (v: number): string => (v >= 1000 ? `${(v / 1000).toFixed(2)} s` : `${v.toFixed(1)} ms`);
@@ -110,8 +112,9 @@ export function renderTable(r: BenchResults): string {
       verdict(cli / cliTheirs <= TARGETS.readRatio),
     ]);
   }
-  const [small, large] = [...r.latency].sort((a, b) => a.services - b.services);
-  for (const l of r.latency) {
+  const latency = r.latency ?? [];
+  const [small, large] = [...latency].sort((a, b) => a.services - b.services);
+  for (const l of latency) {
     rows.push([
       `event → deletion, ${k(l.services)} services: agent (event received → deleted), p50 / p99`,
       `${ms(l.agent.p50)} / ${ms(l.agent.p99)} (n=${l.agent.samples})`,
@@ -147,24 +150,26 @@ export function renderTable(r: BenchResults): string {
     }
   }
   const m = r.memory;
-  rows.push([
-    `agent RSS, ${k(m.services)} Services + ${k(m.endpoints)} endpoints, after sync + full resync (peak)`,
-    `**${m.vmRssMiB.toFixed(0)} MiB** (${m.vmHwmMiB.toFixed(0)} MiB)`,
-    `≤ ${TARGETS.memoryMiB} MiB`,
-    verdict(m.vmRssMiB <= TARGETS.memoryMiB),
-  ]);
-  rows.push([
-    `agent full resync, ${k(m.services)} Services (an event arriving meanwhile waits for it)`,
-    `${m.resyncSeconds.toFixed(1)} s`,
-    '',
-    '',
-  ]);
+  if (m) {
+    rows.push([
+      `agent RSS, ${k(m.services)} Services + ${k(m.endpoints)} endpoints, after sync + full resync (peak)`,
+      `**${m.vmRssMiB.toFixed(0)} MiB** (${m.vmHwmMiB.toFixed(0)} MiB)`,
+      `≤ ${TARGETS.memoryMiB} MiB`,
+      verdict(m.vmRssMiB <= TARGETS.memoryMiB),
+    ]);
+    rows.push([
+      `agent full resync, ${k(m.services)} Services (an event arriving meanwhile waits for it)`,
+      `${m.resyncSeconds.toFixed(1)} s`,
+      '',
+      '',
+    ]);
+  }
   const e = r.eventLoopDelay;
   rows.push([
     `event-loop delay during a full read of ${k(e.services)} services, p99 (max); idle: p99 (max)`,
     `**${e.p99Ms.toFixed(1)} ms** (${e.maxMs.toFixed(1)} ms); idle ${e.idleP99Ms.toFixed(1)} ms (${e.idleMaxMs.toFixed(1)} ms)`,
-    `≤ ${TARGETS.eventLoopDelayMs} ms`,
-    verdict(e.p99Ms <= TARGETS.eventLoopDelayMs),
+    `p99 ≤ ${TARGETS.eventLoopDelayMs} ms, max ≤ ${TARGETS.eventLoopDelayMaxMs} ms`,
+    verdict(e.p99Ms <= TARGETS.eventLoopDelayMs && e.maxMs <= TARGETS.eventLoopDelayMaxMs),
   ]);
   rows.push([
     'process start: `node -e 0` / Node importing the agent module, and that process\'s RSS (the agent\'s fixed cost)',
