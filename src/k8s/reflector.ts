@@ -32,7 +32,7 @@ export interface ReflectorOptions {
   pageSize: number;
   /** Watches ask the server to end them after this many seconds up to twice that. */
   watchTimeoutSeconds: number;
-  /** A watch or list that delivers nothing for this long is dead: it is abandoned and the cache relisted. */
+  /** A watch or list that delivers nothing for this long is dead: it is abandoned and retried, the cache incomplete. */
   idleTimeoutMs: number;
 }
 
@@ -55,7 +55,7 @@ export interface ReflectorStats {
   restarts: number;
   /** Full syncs: the first one, and one after each failure or expired resourceVersion. */
   lists: number;
-  /** Watches abandoned because they delivered neither events nor bookmarks for idleTimeoutMs. */
+  /** Watches (and lists) abandoned because they delivered nothing, not even a bookmark, for idleTimeoutMs. */
   deadWatches: number;
   /** The cache is complete and watching. */
   watching: boolean;
