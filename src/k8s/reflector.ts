@@ -183,6 +183,8 @@ export class Reflector<Api, R extends Keyed> {
         }
         // Resuming needs a version the server can be asked to resume from and that can be compared.
         if (revision(this.resourceVersion) === undefined) this.needsFullSync = true;
+        // Read afresh on the next attempt: what changed during this failure must be covered as well.
+        this.catchUpTo = undefined;
         const message = describeKubeError(err);
         this.setSynced(false, message);
         const ceiling = Math.min(this.options.maxBackoffMs, this.options.initialBackoffMs * 2 ** this.failures);
