@@ -235,7 +235,7 @@ export class Janitor {
       this.kernelError('read destinations', vs, err);
       return this.zeroWeightSince.get(key)?.size ?? 0;
     }
-    const decision = decide(vs, destinations, vs.policy ?? this.o.policy, this.clock(), this.zeroWeightSince.get(key) ?? new Map());
+    const decision = decide(vs, destinations, this.o.policy, this.clock(), this.zeroWeightSince.get(key) ?? new Map());
     if (decision.zeroWeightSince.size > 0) this.zeroWeightSince.set(key, decision.zeroWeightSince);
     else this.zeroWeightSince.delete(key);
     const expired = this.followed.update(key, refKey(vs.service), decision.followUps, this.clock());
