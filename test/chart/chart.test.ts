@@ -84,6 +84,7 @@ describe("helm template with default values", () => {
       "--policy=graceful",
       "--max-drain-seconds=0",
       "--resync-period=60s",
+      "--drain-poll-interval=300ms",
       "--log-level=info",
       "--metrics-address=0.0.0.0:9940",
     ]);
@@ -190,6 +191,7 @@ describe("helm template with every option set", () => {
         policy: "immediate",
         "max-drain-seconds": "300",
         "resync-period": "5m",
+        "drain-poll-interval": "1s",
         "log-level": "debug",
         "metrics-address": "0.0.0.0:9555",
         "nodeport-addresses": "192.0.2.0/24,2001:db8::/64,primary",
@@ -335,6 +337,12 @@ describe("helm template toggles", () => {
     assert.match(r.stderr, /serviceAccount\.name/);
   });
 
+  it("takes every policy --policy takes", () => {
+    for (const policy of ["graceful", "drain", "immediate"]) {
+      assert.equal(flags(container(render({ policy })).args).get("policy"), policy);
+    }
+  });
+
   it("accepts Go-style durations", () => {
     for (const d of ["1h30m", "500ms", "90s", "0s", "1.5h"]) {
       assert.equal(flags(container(render({ resyncPeriod: d })).args).get("resync-period"), d);
@@ -382,12 +390,14 @@ describe("helm template: kube-proxy's own configuration and node IPs", () => {
 
 describe("values.schema.json rejects bad values", () => {
   const cases: Array<{ name: string; values: Obj; mentions: RegExp[] }> = [
-    { name: "unknown policy", values: { policy: "aggressive" }, mentions: [/policy/, /graceful/] },
+    { name: "unknown policy", values: { policy: "aggressive" }, mentions: [/policy/, /graceful/, /drain/] },
     { name: "negative maxDrainSeconds", values: { maxDrainSeconds: -1 }, mentions: [/maxDrainSeconds/, /-1/] },
     { name: "fractional maxDrainSeconds", values: { maxDrainSeconds: 1.5 }, mentions: [/maxDrainSeconds/] },
     { name: "negative resyncPeriod", values: { resyncPeriod: "-5s" }, mentions: [/resyncPeriod/, /-5s/] },
     { name: "non-duration resyncPeriod", values: { resyncPeriod: "abc" }, mentions: [/resyncPeriod/, /abc/] },
     { name: "unitless resyncPeriod", values: { resyncPeriod: "60" }, mentions: [/resyncPeriod/, /60/] },
+    { name: "a unit the agent does not take", values: { resyncPeriod: "500us" }, mentions: [/resyncPeriod/] },
+    { name: "non-duration drainPollInterval", values: { drainPollInterval: "fast" }, mentions: [/drainPollInterval/, /fast/] },
     { name: "unknown logLevel", values: { logLevel: "loud" }, mentions: [/logLevel/] },
     { name: "unknown securityContext.mode", values: { securityContext: { mode: "root" } }, mentions: [/mode/] },
     { name: "non-IP nodePortAddresses", values: { nodePortAddresses: ["eth0"] }, mentions: [/nodePortAddresses/] },

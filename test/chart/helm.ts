@@ -146,6 +146,7 @@ export const ALL_OPTIONS = {
   maxDrainSeconds: 300,
   dryRun: true,
   resyncPeriod: "5m",
+  drainPollInterval: "1s",
   nodePortAddresses: ["192.0.2.0/24", "2001:db8::/64", "primary"],
   kubeProxy: { configMap: "", configKey: "config.conf", metricsAddress: "127.0.0.1:10249" },
   logLevel: "debug",
