@@ -1,7 +1,8 @@
 // The API server's cost of one agent start, read from the real kube-apiserver's own /metrics: the paginated
 // consistent list the agent used to make (pages of 100, then a watch from the list's version), a list from the
 // watch cache (resourceVersion=0, the fallback start), and the start it makes now (ClusterInformers: a streaming
-// list per resource). Runs on the host: `node dist/test/bench/api-start.js [services] [endpointsPerSlice] [runs]`
+// list per resource). Runs on the host:
+// `node --expose-gc dist/test/bench/api-start.js [services] [endpointsPerSlice] [runs]`
 // (default 10000 10 3); the figures go to stdout as JSON. Populating 10,000 Services and slices through the API
 // takes minutes on a loaded 2-core machine.
 import { pathToFileURL } from 'node:url';
@@ -24,6 +25,10 @@ export interface ApiStartFigures {
   apiserverCpuSeconds: number;
   /** From the start until the caches were complete. */
   timeToSyncedMs: number;
+  /** Memory kube-apiserver allocated meanwhile (go_memstats_alloc_bytes_total): its garbage per agent start. */
+  apiserverAllocatedMb: number;
+  /** Peak V8 heap of this process (the client) during the start above its heap before it. */
+  clientPeakHeapMb: number;
 }
 
 const RESOURCES = ['services', 'endpointslices'] as const;
@@ -33,6 +38,7 @@ interface Snapshot {
   requests: number;
   bytes: number;
   cpu: number;
+  allocated: number;
 }
 
 /** Sums the samples of `metric` whose labels name one of our resources and, for request metrics, LIST or WATCH. */
@@ -49,12 +55,13 @@ function sum(text: string, metric: string): number {
 
 async function snapshot(cluster: KubeCluster): Promise<Snapshot> {
   const text = (await cluster.request('GET', '/metrics')).text;
-  const cpu = /^process_cpu_seconds_total (\S+)$/m.exec(text);
+  const gauge = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
   return {
     requests: sum(text, 'apiserver_request_total'),
     // A watch's response size is recorded when it ends: measureStart closes them and waits before reading.
     bytes: sum(text, 'apiserver_response_sizes_sum'),
-    cpu: Number(cpu?.[1] ?? NaN),
+    cpu: gauge('process_cpu_seconds_total'),
+    allocated: gauge('go_memstats_alloc_bytes_total'),
   };
 }
 
@@ -94,11 +101,19 @@ async function informerStart(cluster: KubeCluster): Promise<void> {
   await informers.stop();
 }
 
+const heapMb = () => process.memoryUsage().heapUsed / 2 ** 20;
+
 export async function measureStart(cluster: KubeCluster, mode: StartMode): Promise<ApiStartFigures> {
+  // Run with --expose-gc, so that garbage of the previous start does not count.
+  (globalThis as { gc?: () => void }).gc?.();
   const before = await snapshot(cluster);
+  const heap0 = heapMb();
+  let heapPeak = heap0;
+  const sampler = setInterval(() => (heapPeak = Math.max(heapPeak, heapMb())), 20);
   const started = performance.now();
   await (mode === 'streaming-list' ? informerStart(cluster) : listStart(cluster, mode));
   const timeToSyncedMs = Math.round(performance.now() - started);
+  clearInterval(sampler);
   // Let the server finish the requests the client closed, so their sizes are recorded.
   await new Promise((r) => setTimeout(r, 1000));
   const after = await snapshot(cluster);
@@ -108,6 +123,8 @@ export async function measureStart(cluster: KubeCluster, mode: StartMode): Promi
     bytes: after.bytes - before.bytes,
     apiserverCpuSeconds: Math.round((after.cpu - before.cpu) * 100) / 100,
     timeToSyncedMs,
+    apiserverAllocatedMb: Math.round((after.allocated - before.allocated) / 2 ** 20),
+    clientPeakHeapMb: Math.round(heapPeak - heap0),
   };
 }
 
