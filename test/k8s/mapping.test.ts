@@ -176,7 +176,7 @@ describe('desiredVirtualServices', () => {
       ],
     },
     {
-      name: 'endpoint conditions as the API defines them',
+      name: 'endpoint conditions as kube-proxy reads them (absent serving is serving)',
       service: svc({ clusterIPs: ['10.96.0.10'], ports: [{ port: 80 }] }),
       slices: [
         slice('web-a', 'IPv4', [{ name: '', port: 80 }], [
@@ -185,11 +185,12 @@ describe('desiredVirtualServices', () => {
           { ip: '10.1.0.3', conditions: { ready: false, serving: true, terminating: true } },
           { ip: '10.1.0.4', conditions: { ready: false, serving: false, terminating: true } },
           { ip: '10.1.0.5', conditions: { ready: false } },
+          { ip: '10.1.0.6', conditions: { ready: false, serving: false } },
         ]),
       ],
       want: [
         'tcp 10.96.0.10:80 -> 10.1.0.1:80 ready, 10.1.0.2:80 ready, 10.1.0.3:80 terminating-serving, ' +
-          '10.1.0.4:80 not-serving, 10.1.0.5:80 not-serving',
+          '10.1.0.4:80 not-serving, 10.1.0.5:80 terminating-serving, 10.1.0.6:80 not-serving',
       ],
     },
     {
