@@ -1,22 +1,27 @@
 // The demo's client, run in its own netns for the whole demo: node load.js
 // Takes one JSON command per line on stdin (LoadCommand), answers with JSON lines on stdout (LoadEvent), and
 // exits when stdin closes. Every request is a new connection ("Connection: close", no agent), so with the
-// client netns's 64 source ports each one reuses a tuple that IPVS still remembers.
+// client netns's 64 source ports each one reuses a tuple that IPVS still remembers. The same client talks to
+// nginx (a path prefix selects the Service there).
 import { request } from 'node:http';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { RequestRecord } from './report.js';
 
 export type LoadCommand =
-  | { cmd: 'start'; host: string; port: number; concurrency: number; timeoutMs: number }
-  /** Slow requests; each reports the pod that took it as soon as the first bytes arrive. */
-  | { cmd: 'long'; count: number; ms: number; timeoutMs: number }
+  | { cmd: 'start'; host: string; port: number; pathPrefix?: string; concurrency: number; timeoutMs: number }
+  /**
+   * Slow requests; each reports the pod that took it as soon as the first bytes arrive, and its end. One that
+   * receives nothing for idleTimeoutMs is broken.
+   */
+  | { cmd: 'long'; count: number; idleTimeoutMs: number }
   | { cmd: 'stop' };
 
 export type LoadEvent =
   | { event: 'ready' }
   | { event: 'started' }
   | { event: 'long-started'; pod: string | undefined }
+  | { event: 'long-ended'; error: string | undefined }
   | { event: 'stopped'; records: RequestRecord[]; portsExhausted: number }
   | { event: 'error'; message: string };
 
@@ -27,21 +32,26 @@ const podOf = (body: string): string | undefined => /^pod (\S+)/.exec(body)?.[1]
 interface Target {
   host: string;
   port: number;
+  pathPrefix: string;
 }
+
+/** How long a request may take: in all (short ones), or between two chunks (slow ones, which stream). */
+type Deadline = { kind: 'total' | 'idle'; ms: number };
 
 /** 'no-port' when every local port was taken: nothing was sent, so it is neither a request nor a failure. */
 function get(
   target: Target,
   kind: RequestRecord['kind'],
   path: string,
-  timeoutMs: number,
+  deadline: Deadline,
   onFirstBytes?: (pod: string | undefined) => void,
 ): Promise<RequestRecord | 'no-port'> {
   return new Promise((resolve) => {
     const startedAt = Date.now();
     let body = '';
     let settled = false;
-    const req = request({ ...target, path, agent: false, headers: { Connection: 'close' } });
+    const { host, port, pathPrefix } = target;
+    const req = request({ host, port, path: `${pathPrefix}${path}`, agent: false, headers: { Connection: 'close' } });
     const finish = (error?: string): void => {
       if (settled) return;
       settled = true;
@@ -53,17 +63,22 @@ function get(
       const pod = podOf(body);
       resolve({ kind, startedAt, endedAt: Date.now(), ...(port ? { port } : {}), ...(pod ? { pod } : {}), ...(error ? { error } : {}) });
     };
-    const timer = setTimeout(() => finish('TIMEOUT'), timeoutMs);
+    let timer = setTimeout(() => finish('TIMEOUT'), deadline.ms);
     req.on('error', (err: NodeJS.ErrnoException) => finish(err.code ?? err.message));
     req.on('response', (res) => {
       res.setEncoding('utf8');
       res.on('data', (chunk: string) => {
+        if (deadline.kind === 'idle') {
+          clearTimeout(timer);
+          timer = setTimeout(() => finish('TIMEOUT'), deadline.ms);
+        }
         const first = body === '';
         body += chunk;
         if (first) onFirstBytes?.(podOf(body));
       });
       res.on('end', () => {
-        const whole = res.statusCode === 200 && podOf(body) !== undefined && (kind === 'short' || body.endsWith(' done\n'));
+        if (res.statusCode !== 200) return finish(`HTTP ${res.statusCode}`);
+        const whole = podOf(body) !== undefined && (kind === 'short' || body.endsWith(' done\n'));
         finish(whole ? undefined : 'INCOMPLETE');
       });
       res.on('error', (err: NodeJS.ErrnoException) => finish(err.code ?? err.message));
@@ -86,7 +101,7 @@ let run: Run | undefined;
 
 async function loop(r: Run, timeoutMs: number): Promise<void> {
   while (!r.stopping) {
-    const result = await get(r.target, 'short', '/', timeoutMs);
+    const result = await get(r.target, 'short', '/', { kind: 'total', ms: timeoutMs });
     if (result !== 'no-port') r.records.push(result);
     else {
       r.portsExhausted++;
@@ -99,7 +114,7 @@ async function handle(command: LoadCommand): Promise<void> {
   switch (command.cmd) {
     case 'start': {
       if (run) throw new Error('already running: stop first');
-      const target = { host: command.host, port: command.port };
+      const target = { host: command.host, port: command.port, pathPrefix: command.pathPrefix ?? '' };
       const r: Run = (run = { target, stopping: false, records: [], portsExhausted: 0, pending: [] });
       for (let i = 0; i < command.concurrency; i++) r.pending.push(loop(r, command.timeoutMs));
       emit({ event: 'started' });
@@ -109,13 +124,14 @@ async function handle(command: LoadCommand): Promise<void> {
       const r = run;
       if (!r) throw new Error('long requests need a running load: start first');
       for (let i = 0; i < command.count; i++) {
-        const path = `/slow?ms=${command.ms}`;
         const onFirstBytes = (pod: string | undefined) => emit({ event: 'long-started', pod });
         r.pending.push(
-          get(r.target, 'long', path, command.timeoutMs, onFirstBytes).then((result) => {
+          get(r.target, 'long', '/slow', { kind: 'idle', ms: command.idleTimeoutMs }, onFirstBytes).then((result) => {
             // A slow request is sent once; a full port range is a failure of the setup, not of IPVS.
             const now = Date.now();
-            r.records.push(result === 'no-port' ? { kind: 'long', startedAt: now, endedAt: now, error: 'EADDRNOTAVAIL' } : result);
+            const record: RequestRecord = result === 'no-port' ? { kind: 'long', startedAt: now, endedAt: now, error: 'EADDRNOTAVAIL' } : result;
+            r.records.push(record);
+            emit({ event: 'long-ended', error: record.error });
           }),
         );
       }

@@ -1,5 +1,8 @@
-// From the client's request records and the rollout's timestamps to one result per scenario, the JSON the VM
-// hands back to the host, and the table the demo prints. Pure: tested on the host.
+// From the client's request records, nginx's access log, kube-proxy's log and the rollout's timestamps to one
+// result per scenario, the JSON the VM hands back to the host, and the table the demo prints. Pure: tested on
+// the host.
+import type { RealServerLogLine } from '../support/kube-proxy.js';
+import type { AccessLogEntry } from '../support/nginx.js';
 import { EMULATION_TEXT, type AgentPolicy, type KernelEmulation, type Timings } from './scene.js';
 
 /** What the load client records for every request it sent (times: Date.now() in the VM). */
@@ -16,7 +19,10 @@ export interface RequestRecord {
 }
 
 export interface ScenarioMarks {
+  /** When the slice saying the old endpoint is terminating was written. */
   terminatingAt: number;
+  /** When the watcher first saw the old real server at weight 0 (kube-proxy's doing); absent when it never did. */
+  weightZeroAt?: number;
   sliceRemovedAt: number;
   deathAt: number;
   /** When the watcher saw the old real server leave the kernel; absent when it never did. */
@@ -31,6 +37,30 @@ export interface RealServerRemoval {
   afterSliceRemovalMs: number;
   /** "agent (<reason>)", "kube-proxy", or "?" when nobody owned up. */
   by: string;
+}
+
+/** The requests that went through nginx, from its access log. */
+export interface NginxCounts {
+  requests: number;
+  requestsAfterDeath: number;
+  /** 502 Bad Gateway answers to requests nginx finished once the old pod was dead. */
+  badGatewayAfterDeath: number;
+  /** Any answer other than 200 once the old pod was dead (502, 504 when a SYN got no answer at all). */
+  failedAfterDeath: number;
+  /** Every answer by status. */
+  statuses: Record<string, number>;
+}
+
+/** What kube-proxy did with the old real server, from the kernel and its own log. */
+export interface KubeProxyStory {
+  /** From the terminating slice's write to the weight 0 in the kernel; null when never seen at weight 0. */
+  weightZeroAfterMs: number | null;
+  /** It put the real server on its graceful delete list (weight 0, deleted once it has no connections). */
+  gracefulList: boolean;
+  /** It deleted the real server itself: when, from the endpoint leaving the slice (negative: before). */
+  deletedAfterSliceRemovalMs: number | null;
+  /** Its "Error in deleting real server" lines about it: its check found the real server gone (the agent's doing). */
+  deleteErrors: number;
 }
 
 export interface ScenarioResult {
@@ -55,6 +85,8 @@ export interface ScenarioResult {
   realServerRemoval: RealServerRemoval | null;
   /** Connection attempts the client skipped because all its ports were taken: no request, no failure. */
   portsExhausted: number;
+  nginx: NginxCounts;
+  kubeProxy: KubeProxyStory;
 }
 
 /** Where the VM leaves its DemoResult, in the results share. */
@@ -63,6 +95,8 @@ export const RESULT_FILE = 'demo-result.json';
 export interface DemoResult {
   date: string;
   kernelRelease: string;
+  /** `kube-proxy --version`. */
+  kubeProxyVersion: string;
   mode: 'default' | 'full';
   timings: Timings;
   emulations: Record<KernelEmulation, string>;
@@ -76,8 +110,36 @@ export interface ScenarioInput {
   emulation: KernelEmulation;
   records: readonly RequestRecord[];
   marks: ScenarioMarks;
-  removedBy: string | undefined;
+  /** "agent (<reason>)" when the agent logged the deletion. */
+  removedByAgent: string | undefined;
   portsExhausted: number;
+  /** nginx's access log lines of this scene's route. */
+  nginx: readonly AccessLogEntry[];
+  /** kube-proxy's graceful-termination lines about the old real server. */
+  kubeProxy: readonly RealServerLogLine[];
+}
+
+export function countNginx(entries: readonly AccessLogEntry[], deathAt: number): NginxCounts {
+  const after = entries.filter((e) => e.at >= deathAt);
+  const statuses: Record<string, number> = {};
+  for (const e of entries) statuses[e.status] = (statuses[e.status] ?? 0) + 1;
+  return {
+    requests: entries.length,
+    requestsAfterDeath: after.length,
+    badGatewayAfterDeath: after.filter((e) => e.status === 502).length,
+    failedAfterDeath: after.filter((e) => e.status !== 200).length,
+    statuses,
+  };
+}
+
+export function kubeProxyStory(lines: readonly RealServerLogLine[], marks: ScenarioMarks): KubeProxyStory {
+  const deleted = lines.find((l) => l.message === 'Deleting real server');
+  return {
+    weightZeroAfterMs: marks.weightZeroAt === undefined ? null : marks.weightZeroAt - marks.terminatingAt,
+    gracefulList: lines.some((l) => l.message === 'Adding real server to graceful delete real server list'),
+    deletedAfterSliceRemovalMs: deleted ? deleted.at - marks.sliceRemovedAt : null,
+    deleteErrors: lines.filter((l) => l.message === 'Error in deleting real server').length,
+  };
 }
 
 export function summarize(input: ScenarioInput): ScenarioResult {
@@ -91,6 +153,8 @@ export function summarize(input: ScenarioInput): ScenarioResult {
   const gone = marks.realServerGoneAt;
   const removed = gone === undefined ? undefined : Math.max(gone, marks.emulationCompleteAt ?? gone);
   const afterRemoval = removed === undefined ? null : afterDeath.filter((r) => r.startedAt >= removed);
+  const kubeProxy = kubeProxyStory(input.kubeProxy, marks);
+  const removedBy = input.removedByAgent ?? (kubeProxy.deletedAfterSliceRemovalMs !== null ? 'kube-proxy' : undefined);
   return {
     policy: input.policy,
     emulation: input.emulation,
@@ -108,8 +172,10 @@ export function summarize(input: ScenarioInput): ScenarioResult {
     realServerRemoval:
       gone === undefined
         ? null
-        : { afterWeightZeroMs: gone - marks.terminatingAt, afterSliceRemovalMs: gone - marks.sliceRemovedAt, by: input.removedBy ?? '?' },
+        : { afterWeightZeroMs: gone - (marks.weightZeroAt ?? marks.terminatingAt), afterSliceRemovalMs: gone - marks.sliceRemovedAt, by: removedBy ?? '?' },
     portsExhausted: input.portsExhausted,
+    nginx: countNginx(input.nginx, marks.deathAt),
+    kubeProxy,
   };
 }
 
@@ -138,6 +204,7 @@ export function parseDemoResult(text: string): DemoResult {
   const result = value as DemoResult;
   if (typeof result !== 'object' || result === null) fail('not an object');
   if (typeof result.date !== 'string' || typeof result.kernelRelease !== 'string') fail('no date or kernelRelease');
+  if (typeof result.kubeProxyVersion !== 'string') fail('no kubeProxyVersion');
   if (!Array.isArray(result.scenarios) || result.scenarios.length === 0) fail('no scenarios');
   result.scenarios.forEach((s, i) => {
     for (const field of NUMBER_FIELDS)
@@ -148,6 +215,8 @@ export function parseDemoResult(text: string): DemoResult {
     if (removal !== null && (typeof removal !== 'object' || !Number.isFinite(removal.afterSliceRemovalMs)))
       fail(`scenario ${i}: realServerRemoval is neither null nor a removal`);
     if ((s.afterRemoval === null) !== (removal === null)) fail(`scenario ${i}: afterRemoval and realServerRemoval disagree`);
+    if (typeof s.nginx !== 'object' || !Number.isInteger(s.nginx?.badGatewayAfterDeath)) fail(`scenario ${i}: no nginx counts`);
+    if (typeof s.kubeProxy !== 'object' || typeof s.kubeProxy?.gracefulList !== 'boolean') fail(`scenario ${i}: no kube-proxy story`);
   });
   return result;
 }
@@ -163,32 +232,49 @@ export function describeRemoval(removal: RealServerRemoval | null): string {
     : `${seconds(removal.afterSliceRemovalMs)} after the endpoint left the slice; by ${removal.by}`;
 }
 
+export function describeKubeProxy(k: KubeProxyStory): string {
+  const parts = [k.weightZeroAfterMs === null ? 'never saw weight 0' : `weight 0 ${seconds(k.weightZeroAfterMs)} after the slice said terminating`];
+  if (k.gracefulList) parts.push('graceful list');
+  if (k.deletedAfterSliceRemovalMs !== null)
+    parts.push(
+      k.deletedAfterSliceRemovalMs < 0
+        ? 'deleted it itself before the endpoint left the slice'
+        : `deleted it itself ${seconds(k.deletedAfterSliceRemovalMs)} after the endpoint left the slice`,
+    );
+  if (k.deleteErrors > 0) parts.push(`${k.deleteErrors} "Error in deleting real server"`);
+  return parts.join('; ');
+}
+
 const HEADER = [
   'kernel',
   'agent',
-  'requests',
-  'failed after the pod died',
-  'failed once the real server was gone',
-  'failed overall',
-  'in-flight long requests broken',
+  'requests (direct + nginx)',
+  '502s through nginx after the pod died',
+  'failed direct requests after the pod died',
+  'failed direct once the real server was gone',
+  'in-flight slow requests broken',
   'old real server left the kernel',
+  'kube-proxy and the old real server',
 ];
 
 /** A Markdown table, padded so it also reads in a terminal. */
 export function formatTable(scenarios: readonly ScenarioResult[]): string {
-  const rows = scenarios.map((s) => [
+  const order = (s: ScenarioResult) => (s.emulation === 'old-kernel' ? 0 : 1);
+  const rows = [...scenarios].sort((a, b) => order(a) - order(b)).map((s) => [
     s.emulation,
     s.policy === 'none' ? 'no agent' : `--policy ${s.policy}`,
-    String(s.requests),
+    `${s.requests} + ${s.nginx.requests}`,
+    `${s.nginx.badGatewayAfterDeath} of ${s.nginx.requestsAfterDeath}` +
+      (s.nginx.failedAfterDeath > s.nginx.badGatewayAfterDeath ? ` (+${s.nginx.failedAfterDeath - s.nginx.badGatewayAfterDeath} other)` : ''),
     s.lastFailureAfterDeathMs === null
       ? `0 of ${s.requestsAfterDeath}`
       : `${s.failedAfterDeath} of ${s.requestsAfterDeath}, last at +${seconds(s.lastFailureAfterDeathMs)}`,
     s.afterRemoval === null ? '-' : `${s.afterRemoval.failed} of ${s.afterRemoval.requests}`,
-    String(s.failed),
     `${s.longBroken} of ${s.longRequests}`,
     describeRemoval(s.realServerRemoval),
+    describeKubeProxy(s.kubeProxy),
   ]);
-  const numeric = [false, false, true, true, true, true, true, false];
+  const numeric = [false, false, true, true, true, true, true, false, false];
   const widths = HEADER.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c]!.length)));
   const line = (cells: readonly string[]) =>
     `| ${cells.map((cell, c) => (numeric[c] ? cell.padStart(widths[c]!) : cell.padEnd(widths[c]!))).join(' | ')} |`;
@@ -196,19 +282,22 @@ export function formatTable(scenarios: readonly ScenarioResult[]): string {
   return [line(HEADER), rule, ...rows.map(line)].join('\n');
 }
 
-/** The table with what it measured: kernel, timeline and what each emulation stands for. */
+/** The table with what it measured: kernel, kube-proxy, timeline and what each emulation stands for. */
 export function formatReport(result: DemoResult): string {
   const t = result.timings;
   return [
-    `IPVS rollout demo, ${result.date}, kernel ${result.kernelRelease} in a QEMU VM (${result.mode} run, ` +
-      `scenarios took ${seconds(result.scenariosMs)} of VM time)`,
+    `IPVS rollout demo, ${result.date}, kernel ${result.kernelRelease} in a QEMU VM, real kube-proxy ` +
+      `${result.kubeProxyVersion} (mode ipvs) and kube-apiserver (${result.mode} run, scenarios took ` +
+      `${seconds(result.scenariosMs)} of VM time)`,
     '',
-    `Client: ${t.concurrency} concurrent short HTTP requests in a loop (new connection each, ${t.requestTimeoutMs} ms ` +
-      'timeout) from 64 source ports with tcp_tw_reuse=1, to a NAT virtual service (rr) with two pods.',
-    `Rollout: old pod alone for ${seconds(t.warmupMs)}; ${t.longRequests} long requests (${seconds(t.longRequestMs)}) ` +
-      `start on it; new pod ready (weight 1); ${seconds(t.newReadyToTerminatingMs)} later the old endpoint is ` +
-      `terminating and serving (weight 0) for ${seconds(t.gracePeriodMs)}; then it leaves the slice and the pod dies ` +
-      `(server killed, veth removed); traffic goes on for ${seconds(t.afterDeathMs)}.`,
+    `Clients: ${t.concurrency} concurrent short HTTP requests in a loop (new connection each, ${t.requestTimeoutMs} ms ` +
+      'timeout) from 64 source ports with tcp_tw_reuse=1, to the ClusterIP (rr, NAT, two pods); as many through ' +
+      'nginx (proxy_pass to the ClusterIP, one upstream connection per request from 64 source ports).',
+    `Rollout, as EndpointSlice updates kube-proxy applies: old pod alone for ${seconds(t.warmupMs)}; ` +
+      `${t.longRequests} slow requests start on it; new pod ready; old endpoint ready=false, serving=true, ` +
+      `terminating=true, and once kube-proxy has set its weight to 0 the old pod serves its slow requests for ` +
+      `${seconds(t.gracePeriodMs)} more and ends them; then its endpoint leaves the slice and the pod dies (server ` +
+      `killed, veth removed); traffic goes on for ${seconds(t.afterDeathMs)}.`,
     '',
     ...Object.entries(result.emulations).map(([name, text]) => `${name}: ${text}.`),
     '',

@@ -1,5 +1,6 @@
-// The demo's pure parts on the host: the scenes and the objects and kube-proxy steps of each rollout phase
-// (read back through the agent's own mapping), the aggregation of request records, the result parser and the table.
+// The demo's pure parts on the host: the scenes and the objects of each rollout phase (read back through the
+// agent's own mapping), the aggregation of request records, nginx's and kube-proxy's logs, the result parser and
+// the table.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
@@ -7,7 +8,10 @@ import { parseRunOptions } from '../../src/cli/options.js';
 import { desiredVirtualServices } from '../../src/k8s/mapping.js';
 import { toServiceRecord, toSliceRecord } from '../../src/k8s/records.js';
 import { addressPortKey } from '../../src/reconcile/keys.js';
+import type { RealServerLogLine } from '../support/kube-proxy.js';
+import { parseAccessLog, type AccessLogEntry } from '../support/nginx.js';
 import {
+  describeKubeProxy,
   describeRemoval,
   formatReport,
   formatTable,
@@ -24,13 +28,16 @@ import {
   DEFAULT_TIMINGS,
   demoScenes,
   EMULATION_TEXT,
+  expectedWeights,
   flipsOnRemoval,
-  kubeProxySteps,
+  kubeProxyRealServerName,
+  NGINX_POD,
   PHASES,
   scene,
   serviceObject,
   sliceObject,
   sysctlsFor,
+  USER_POD,
   virtualServiceKey,
   type Phase,
 } from './scene.js';
@@ -38,31 +45,33 @@ import {
 describe('scenes', () => {
   const scenes = demoScenes();
 
-  it('every emulation with every policy once, no agent first', () => {
+  it('every emulation with every policy once, policy by policy (one agent at a time), no agent first', () => {
     assert.deepEqual(
       scenes.map((s) => `${s.index} ${s.emulation} ${s.policy}`),
       [
         '1 old-kernel none',
-        '2 old-kernel immediate',
-        '3 old-kernel graceful',
-        '4 new-kernel none',
-        '5 new-kernel immediate',
+        '2 new-kernel none',
+        '3 old-kernel immediate',
+        '4 new-kernel immediate',
+        '5 old-kernel graceful',
         '6 new-kernel graceful',
       ],
     );
   });
 
-  it('no two scenes (or a scene and the client) share a VIP, a pod name or a pod address', () => {
-    const pods = [CLIENT_POD, ...scenes.flatMap((s) => [s.pods.old, s.pods.new])];
-    for (const values of [scenes.map((s) => s.vip), pods.map((p) => p.name), pods.map((p) => p.ipv4), pods.map((p) => `${p.index}`)])
+  it('no two scenes (or a scene and the client, nginx, its users) share a ClusterIP, a route, a pod name or address', () => {
+    const pods = [CLIENT_POD, NGINX_POD, USER_POD, ...scenes.flatMap((s) => [s.pods.old, s.pods.new])];
+    const ips = scenes.map((s) => s.clusterIP);
+    for (const values of [ips, scenes.map((s) => s.nginxPrefix), pods.map((p) => p.name), pods.map((p) => p.ipv4), pods.map((p) => `${p.index}`)])
       assert.equal(new Set(values).size, values.length, String(values));
+    for (const ip of ips) assert.match(ip, /^10\.96\.\d+\.\d+$/, 'inside the API server\'s --service-cluster-ip-range 10.96.0.0/16');
     for (const p of pods) assert.match(p.name, /^[a-z0-9][a-z0-9-]{0,11}$/, 'a netns.ts pod name');
   });
 });
 
 /** The agent's view of the demo's objects: "address:port condition" per endpoint of each virtual service. */
 function agentView(s: ReturnType<typeof scene>, phase: Phase): string[] {
-  const service = toServiceRecord(serviceObject(s) as V1Service);
+  const service = toServiceRecord(serviceObject(s) as unknown as V1Service);
   const vss = desiredVirtualServices(service, [toSliceRecord(sliceObject(s, phase) as unknown as V1EndpointSlice)], []);
   assert.equal(vss.length, 1);
   assert.deepEqual(vss[0]!.key, virtualServiceKey(s));
@@ -92,34 +101,28 @@ describe('rollout phases', () => {
     assert.equal(slice.metadata?.labels?.['kubernetes.io/service-name'], 'web-3');
     assert.equal(slice.addressType, 'IPv4');
     assert.deepEqual(slice.ports, [{ name: 'http', port: 8080, protocol: 'TCP' }]);
+    assert.equal(slice.metadata?.labels?.['endpointslice.kubernetes.io/managed-by'], 'ipvs-janitor-tests', 'no "/": the API validates it');
     assert.deepEqual(slice.endpoints[0]?.conditions, { ready: false, serving: true, terminating: true });
     assert.deepEqual(slice.endpoints[1]?.conditions, { ready: true, serving: true, terminating: false });
     // One slice object through the rollout: each phase replaces it, as the controller updates it.
-    assert.equal(new Set(PHASES.map((p) => sliceObject(s, p).metadata.name)).size, 1);
+    assert.equal(new Set(PHASES.map((p) => (sliceObject(s, p).metadata as { name: string }).name)).size, 1);
   });
 
-  it('kube-proxy: service and old real server, new at weight 1, old at weight 0, then delete only if idle', () => {
-    const rs = (pod: typeof s.pods.old, weight: number) => ({ family: 'ipv4', address: pod.ipv4, port: 8080, forwarding: 'masq', weight });
-    assert.deepEqual(
-      PHASES.map((phase) => kubeProxySteps(s, phase)),
-      [
-        [
-          { op: 'create-service', spec: { key: { kind: 'address', family: 'ipv4', protocol: 'tcp', address: s.vip, port: 80 }, scheduler: 'rr' } },
-          { op: 'create-destination', dest: rs(s.pods.old, 1) },
-        ],
-        [{ op: 'create-destination', dest: rs(s.pods.new, 1) }],
-        [{ op: 'update-destination', dest: rs(s.pods.old, 0) }],
-        [{ op: 'delete-if-idle', dest: { family: 'ipv4', address: s.pods.old.ipv4, port: 8080 } }],
-      ],
-    );
+  it('what the kernel shows once kube-proxy applied a phase: new at weight 1, the old one at 1 until terminating', () => {
+    assert.deepEqual(expectedWeights(s, 'old-ready'), { [s.pods.old.ipv4]: 1 });
+    assert.deepEqual(expectedWeights(s, 'new-ready'), { [s.pods.old.ipv4]: 1, [s.pods.new.ipv4]: 1 });
+    assert.deepEqual(expectedWeights(s, 'old-terminating'), { [s.pods.new.ipv4]: 1 });
+    assert.equal(kubeProxyRealServerName(s, s.pods.old), `10.96.100.3:80/TCP/${s.pods.old.ipv4}:8080`);
   });
 });
 
 describe('kernel emulations and agent flags', () => {
-  it('old kernel: reuse mode 0 and expire_nodest_conn 0 until the watcher flips it; new kernel: kube-proxy\'s 5.9+ values', () => {
-    const values = (e: 'old-kernel' | 'new-kernel') => Object.fromEntries(sysctlsFor(e).map((x) => [x.name, x.value]));
+  it('old kernel: reuse mode 0 and expire_nodest_conn 0 over kube-proxy\'s values; new kernel: kube-proxy\'s own', () => {
+    const kubeProxy = { conntrack: 1, expireQuiescentTemplate: 1, connReuseMode: 1, expireNodestConn: 1 };
+    const values = (e: 'old-kernel' | 'new-kernel') => Object.fromEntries(sysctlsFor(e, kubeProxy).map((x) => [x.name, x.value]));
     assert.deepEqual(values('old-kernel'), { conntrack: 1, expireQuiescentTemplate: 1, connReuseMode: 0, expireNodestConn: 0 });
-    assert.deepEqual(values('new-kernel'), { conntrack: 1, expireQuiescentTemplate: 1, connReuseMode: 1, expireNodestConn: 1 });
+    assert.deepEqual(values('new-kernel'), kubeProxy);
+    assert.deepEqual(Object.fromEntries(sysctlsFor('new-kernel', { ...kubeProxy, conntrack: 0 }).map((x) => [x.name, x.value])).conntrack, 0, 'as kube-proxy left it');
     assert.equal(flipsOnRemoval('old-kernel'), true);
     assert.equal(flipsOnRemoval('new-kernel'), false);
     assert.match(EMULATION_TEXT['old-kernel'], /expire_nodest_conn stays 0 while the old real server exists/);
@@ -158,7 +161,16 @@ describe('summarize', () => {
     { kind: 'long', startedAt: 9000, endedAt: 13_000, pod: 'd1-old' },
     { kind: 'long', startedAt: 9000, endedAt: 11_000, pod: 'd1-old', error: 'ECONNRESET' },
   ];
-  const base = { policy: 'immediate', emulation: 'old-kernel', records, marks, removedBy: undefined, portsExhausted: 7 } as const;
+  const base = {
+    policy: 'immediate',
+    emulation: 'old-kernel',
+    records,
+    marks,
+    removedByAgent: undefined,
+    portsExhausted: 7,
+    nginx: [] as AccessLogEntry[],
+    kubeProxy: [] as RealServerLogLine[],
+  } as const;
 
   it('counts short requests overall and those started once the pod began dying; long ones apart', () => {
     const r = summarize(base);
@@ -178,12 +190,55 @@ describe('summarize', () => {
         longBroken: 1,
         realServerRemoval: null,
         portsExhausted: 7,
+        nginx: { requests: 0, requestsAfterDeath: 0, badGatewayAfterDeath: 0, failedAfterDeath: 0, statuses: {} },
+        kubeProxy: { weightZeroAfterMs: null, gracefulList: false, deletedAfterSliceRemovalMs: null, deleteErrors: 0 },
       },
     );
   });
 
+  it('counts nginx\'s 502s (and other failures) among the requests it finished once the pod was dead', () => {
+    const log = parseAccessLog(
+      [
+        '15.000 200 "/s1/" 10.96.100.1:80 200 0.004',
+        '16.050 502 "/s1/" 10.96.100.1:80 502 0.001',
+        '17.000 504 "/s1/" 10.96.100.1:80 504 1.001',
+        '18.000 200 "/s1/" 10.96.100.1:80 200 0.003',
+        'not a line nginx wrote',
+      ].join('\n'),
+    );
+    assert.deepEqual(log[1], { at: 16_050, status: 502, prefix: 's1', upstream: '10.96.100.1:80', upstreamStatus: '502', requestSeconds: 0.001 });
+    assert.deepEqual(summarize({ ...base, nginx: log }).nginx, {
+      requests: 4,
+      requestsAfterDeath: 3,
+      badGatewayAfterDeath: 1,
+      failedAfterDeath: 2,
+      statuses: { 200: 2, 502: 1, 504: 1 },
+    });
+  });
+
+  it('reads what kube-proxy did with the old real server from its log and the watcher; kube-proxy removed it when it says so', () => {
+    const rs = '10.96.100.1:80/TCP/10.240.0.22:8080';
+    const lines: RealServerLogLine[] = [
+      { at: 10_500, message: 'Adding real server to graceful delete real server list', realServer: rs },
+      { at: 76_000, message: 'Deleting real server', realServer: rs },
+    ];
+    const r = summarize({ ...base, marks: { ...marks, weightZeroAt: 10_400, realServerGoneAt: 76_010 }, kubeProxy: lines });
+    assert.deepEqual(r.kubeProxy, { weightZeroAfterMs: 400, gracefulList: true, deletedAfterSliceRemovalMs: 60_000, deleteErrors: 0 });
+    assert.equal(r.realServerRemoval?.by, 'kube-proxy');
+    assert.equal(r.realServerRemoval?.afterWeightZeroMs, 65_610, 'from the weight 0 the watcher saw');
+    assert.equal(describeKubeProxy(r.kubeProxy), 'weight 0 0.40 s after the slice said terminating; graceful list; deleted it itself 60.0 s after the endpoint left the slice');
+    const afterAgent = summarize({
+      ...base,
+      marks: { ...marks, realServerGoneAt: 16_300 },
+      removedByAgent: 'agent (endpoint-gone)',
+      kubeProxy: [lines[0]!, { at: 70_000, message: 'Error in deleting real server', realServer: rs }],
+    });
+    assert.equal(afterAgent.realServerRemoval?.by, 'agent (endpoint-gone)');
+    assert.match(describeKubeProxy(afterAgent.kubeProxy), /^never saw weight 0; graceful list; 1 "Error in deleting real server"$/);
+  });
+
   it('times the real server\'s removal from weight 0 and from the slice, negative when it went first', () => {
-    const before = summarize({ ...base, marks: { ...marks, realServerGoneAt: 10_040 }, removedBy: 'agent (immediate)' });
+    const before = summarize({ ...base, marks: { ...marks, realServerGoneAt: 10_040 }, removedByAgent: 'agent (immediate)' });
     assert.deepEqual(before.realServerRemoval, { afterWeightZeroMs: 40, afterSliceRemovalMs: -5960, by: 'agent (immediate)' });
     const after = summarize({ ...base, marks: { ...marks, realServerGoneAt: 16_035 } });
     assert.deepEqual(after.realServerRemoval, { afterWeightZeroMs: 6035, afterSliceRemovalMs: 35, by: '?' });
@@ -205,6 +260,7 @@ function result(scenarios: ScenarioResult[]): DemoResult {
   return {
     date: '2026-11-25',
     kernelRelease: '6.1.0-56-amd64',
+    kubeProxyVersion: 'v1.37.2',
     mode: 'default',
     timings: DEFAULT_TIMINGS,
     emulations: { ...EMULATION_TEXT },
@@ -218,16 +274,20 @@ const none: ScenarioResult = summarize({
   emulation: 'old-kernel',
   records: [short(1000), short(17_000, 'TIMEOUT'), short(18_000, 'TIMEOUT')],
   marks,
-  removedBy: undefined,
+  removedByAgent: undefined,
   portsExhausted: 0,
+  nginx: [],
+  kubeProxy: [],
 });
 const graceful: ScenarioResult = summarize({
   policy: 'graceful',
   emulation: 'new-kernel',
   records: [short(1000), short(17_000)],
   marks: { ...marks, realServerGoneAt: 16_042 },
-  removedBy: 'agent (endpoint-gone)',
+  removedByAgent: 'agent (endpoint-gone)',
   portsExhausted: 0,
+  nginx: [],
+  kubeProxy: [],
 });
 
 describe('parseDemoResult', () => {
@@ -254,13 +314,13 @@ describe('table', () => {
     const lines = formatTable([none, graceful]).split('\n');
     assert.equal(lines.length, 4);
     assert.equal(new Set(lines.map((l) => l.length)).size, 1, 'every line as wide as the header');
-    assert.match(lines[0]!, /^\| kernel +\| agent +\| requests \| failed after the pod died \| failed once the real server was gone \| failed overall \|/);
+    assert.match(lines[0]!, /^\| kernel +\| agent +\| requests \(direct \+ nginx\) \| 502s through nginx after the pod died \| failed direct requests after the pod died \|/);
     assert.match(lines[1]!, /^\|-+\|-+\|-+:\|-+:\|-+:\|/);
     assert.deepEqual(
       lines.slice(2).map((l) => l.split('|').slice(1, -1).map((c) => c.trim())),
       [
-        ['old-kernel', 'no agent', '3', '2 of 2, last at +1.95 s', '-', '2', '0 of 0', 'never (still there at the end)'],
-        ['new-kernel', '--policy graceful', '2', '0 of 1', '0 of 1', '0', '0 of 0', '0.04 s after the endpoint left the slice; by agent (endpoint-gone)'],
+        ['old-kernel', 'no agent', '3 + 0', '0 of 0', '2 of 2, last at +1.95 s', '-', '0 of 0', 'never (still there at the end)', 'never saw weight 0'],
+        ['new-kernel', '--policy graceful', '2 + 0', '0 of 0', '0 of 1', '0 of 1', '0 of 0', '0.04 s after the endpoint left the slice; by agent (endpoint-gone)', 'never saw weight 0'],
       ],
     );
   });
@@ -274,9 +334,9 @@ describe('table', () => {
 
   it('the report states the kernel, the timeline and what each emulation is', () => {
     const text = formatReport(result([none]));
-    assert.match(text, /^IPVS rollout demo, 2026-11-25, kernel 6\.1\.0-56-amd64 in a QEMU VM/);
-    assert.match(text, /4 concurrent short HTTP requests .* 1000 ms timeout/);
-    assert.match(text, /terminating and serving \(weight 0\) for 6\.00 s/);
+    assert.match(text, /^IPVS rollout demo, 2026-11-25, kernel 6\.1\.0-56-amd64 in a QEMU VM, real kube-proxy v1\.37\.2 \(mode ipvs\)/);
+    assert.match(text, /4 concurrent short HTTP requests .* 5000 ms timeout/);
+    assert.match(text, /serves its slow requests for 6\.00 s more/);
     assert.ok(text.includes(`old-kernel: ${EMULATION_TEXT['old-kernel']}.`));
     assert.ok(text.includes(`new-kernel: ${EMULATION_TEXT['new-kernel']}.`));
     assert.ok(text.endsWith(formatTable([none])));

@@ -1,11 +1,10 @@
-// The rollout the demo plays, as data: which scenarios run, the Kubernetes objects of each rollout phase, what
-// kube-proxy does to the IPVS table in each phase and which sysctls stand for which kernel. Pure, so the host
-// tests can check it; test/demo/stage.ts performs it inside the VM.
-import type { KubeObject } from '../k8s/standin.js';
-import type { SysctlSetting } from '../../src/agent/sysctls.js';
-import type { DestinationKey, DestinationSpec, ServiceKey, ServiceSpec } from '../../src/ipvs/types.js';
-import { SERVICE_NAME_LABEL } from '../../src/k8s/records.js';
-import { podAddresses, vip4 } from '../support/netns.js';
+// The rollout the demo plays, as data: which scenarios run, the Service and the EndpointSlice of each rollout
+// phase as the EndpointSlice controller writes them, and which sysctls stand for which kernel. Pure, so the host
+// tests can check it; test/demo/stage.ts performs it inside the VM with the real kube-apiserver and kube-proxy.
+import type { IpvsSysctls, SysctlSetting } from '../../src/agent/sysctls.js';
+import type { DestinationKey, ServiceKey } from '../../src/ipvs/types.js';
+import { sliceObject as kubeSlice, serviceObject as kubeService, type EndpointSpec, type ServiceSpec } from '../support/kube-objects.js';
+import { podAddresses } from '../support/netns.js';
 
 export type AgentPolicy = 'none' | 'immediate' | 'graceful';
 export type KernelEmulation = 'old-kernel' | 'new-kernel';
@@ -15,48 +14,48 @@ export const EMULATIONS: readonly KernelEmulation[] = ['old-kernel', 'new-kernel
 
 export const EMULATION_TEXT: Readonly<Record<KernelEmulation, string>> = {
   'old-kernel':
-    'kernel < 5.9 (no c95c07836fa4) with kube-proxy\'s settings conn_reuse_mode=0, expire_nodest_conn=1, emulated ' +
-    'on 6.1: expire_nodest_conn stays 0 while the old real server exists (so port-reused connections stick to it ' +
-    'at weight 0, as on the old kernel) and a watcher polling the table every 10 ms sets it to 1 the moment the ' +
-    'real server leaves the kernel, whoever removes it (so connections of the deleted server expire, as on the old ' +
-    'kernel)',
-  'new-kernel': 'kernel >= 5.9 with kube-proxy\'s settings: conn_reuse_mode=1, expire_nodest_conn=1',
+    'kernel < 5.9 (no c95c07836fa4) with kube-proxy\'s settings for it (conn_reuse_mode=0, expire_nodest_conn=1), ' +
+    'emulated on 6.1 after kube-proxy wrote its own: conn_reuse_mode=0, and expire_nodest_conn stays 0 while the ' +
+    'old real server exists (so port-reused connections stick to it at weight 0, as on the old kernel); a watcher ' +
+    'polling the table every 10 ms sets it to 1 the moment the real server leaves the kernel, whoever removes it ' +
+    '(so connections of the deleted server expire, as on the old kernel)',
+  'new-kernel': 'kernel >= 5.9 with the sysctls kube-proxy set itself (conn_reuse_mode left at 1, expire_nodest_conn=1)',
 };
 
 export interface Timings {
-  /** Short-request loops running in parallel. */
+  /** Short-request loops running in parallel, direct and through nginx each. */
   concurrency: number;
   requestTimeoutMs: number;
   /** Traffic against the old pod alone before the rollout starts. */
   warmupMs: number;
-  /** Slow requests to the old pod, started just before it starts terminating. */
+  /** Slow requests to the old pod, started before the rollout; the pod ends them at the end of its grace period. */
   longRequests: number;
-  longRequestMs: number;
-  /** From the new pod's endpoint becoming ready to the old one terminating. */
-  newReadyToTerminatingMs: number;
-  /** The old pod terminating but still serving its in-flight requests. */
+  /** A slow request that receives nothing for this long is broken (the pod writes every 250 ms). */
+  longIdleTimeoutMs: number;
+  /** The old pod terminating (kube-proxy has set weight 0) but still serving its in-flight requests. */
   gracePeriodMs: number;
   /** Traffic after the old endpoint left the slice and the pod died. */
   afterDeathMs: number;
+  /** How long kube-proxy may take to apply one EndpointSlice change (its syncs take 8-80 s under TCG). */
+  kubeProxyApplyMs: number;
 }
 
 export const DEFAULT_TIMINGS: Timings = {
   concurrency: 4,
-  requestTimeoutMs: 1000,
+  // With kube-apiserver, etcd and kube-proxy in the VM, a plain request takes 0.7 s (median) under TCG on a shared
+  // host: a 1 s timeout failed 40% of them before any rollout.
+  requestTimeoutMs: 5000,
   warmupMs: 3000,
   longRequests: 3,
-  longRequestMs: 4000,
-  newReadyToTerminatingMs: 1000,
+  longIdleTimeoutMs: 10_000,
   gracePeriodMs: 6000,
   afterDeathMs: 15_000,
+  kubeProxyApplyMs: 4 * 60_000,
 };
 
 /** More traffic before the rollout, and long enough after the death for kube-proxy's once-a-minute drain check
  * to run twice. */
 export const FULL_TIMINGS: Timings = { ...DEFAULT_TIMINGS, warmupMs: 10_000, afterDeathMs: 130_000 };
-
-/** The kube-proxy drain check interval (pkg/proxy/ipvs/graceful_termination.go, rsCheckDeleteInterval). */
-export const KUBE_PROXY_DRAIN_CHECK_MS = 60_000;
 
 /** The client's port range: small enough that every new connection reuses a tuple IPVS still remembers. */
 export const CLIENT_PORT_RANGE = '40000 40063';
@@ -65,6 +64,8 @@ export const NAMESPACE = 'demo';
 export const SERVICE_PORT = 80;
 export const POD_PORT = 8080;
 const PORT_NAME = 'http';
+/** Pods, the client and nginx live here; traffic from inside it to a ClusterIP is not masqueraded. */
+export const CLUSTER_CIDR = '10.240.0.0/16';
 
 export interface ScenePod {
   /** Pod and netns name. */
@@ -75,12 +76,14 @@ export interface ScenePod {
 }
 
 export interface Scene {
-  /** 1-based; picks the VIP and the pods' addresses so no scene meets another's connection entries. */
+  /** 1-based; picks the ClusterIP and the pods' addresses so no scene meets another's connection entries. */
   index: number;
   policy: AgentPolicy;
   emulation: KernelEmulation;
   serviceName: string;
-  vip: string;
+  clusterIP: string;
+  /** nginx serves the Service under /<prefix>/. */
+  nginxPrefix: string;
   pods: { old: ScenePod; new: ScenePod };
 }
 
@@ -88,8 +91,12 @@ function pod(name: string, index: number): ScenePod {
   return { name, index, ipv4: podAddresses(index).ipv4 };
 }
 
-/** One client for every scene: each scene has its own VIP, so their connection tuples never meet. */
+/** The direct client: 64 source ports, reused tuples certain. */
 export const CLIENT_POD: ScenePod = pod('demo-client', 1);
+/** nginx's namespace: as busy as the client, so its upstream connections reuse tuples too. */
+export const NGINX_POD: ScenePod = pod('demo-nginx', 2);
+/** The users in front of nginx. */
+export const USER_POD: ScenePod = pod('demo-user', 3);
 
 export function scene(index: number, policy: AgentPolicy, emulation: KernelEmulation): Scene {
   return {
@@ -97,32 +104,32 @@ export function scene(index: number, policy: AgentPolicy, emulation: KernelEmula
     policy,
     emulation,
     serviceName: `web-${index}`,
-    vip: vip4(index),
+    // Inside the API server's --service-cluster-ip-range (10.96.0.0/16).
+    clusterIP: `10.96.100.${index}`,
+    nginxPrefix: `s${index}`,
     pods: { old: pod(`d${index}-old`, index * 4 + 1), new: pod(`d${index}-new`, index * 4 + 2) },
   };
 }
 
-/** Every emulation with every policy, no agent first so its failures are seen before the cures. */
+/**
+ * Every policy under every emulation, policy by policy (no agent first, so its failures are seen before the
+ * cures): all agents read the one API server, so only the scene's own agent may run during a scene.
+ */
 export function demoScenes(): Scene[] {
-  return EMULATIONS.flatMap((emulation, e) =>
-    POLICIES.map((policy, p) => scene(e * POLICIES.length + p + 1, policy, emulation)),
-  );
+  return POLICIES.flatMap((policy, p) => EMULATIONS.map((emulation, e) => scene(p * EMULATIONS.length + e + 1, policy, emulation)));
 }
 
-export function serviceObject(s: Scene): KubeObject {
+export function serviceSpec(s: Scene): ServiceSpec {
   return {
-    apiVersion: 'v1',
-    kind: 'Service',
-    metadata: { name: s.serviceName, namespace: NAMESPACE },
-    spec: {
-      type: 'ClusterIP',
-      clusterIP: s.vip,
-      clusterIPs: [s.vip],
-      ipFamilies: ['IPv4'],
-      selector: { app: s.serviceName },
-      ports: [{ name: PORT_NAME, port: SERVICE_PORT, targetPort: POD_PORT, protocol: 'TCP' }],
-    },
+    namespace: NAMESPACE,
+    name: s.serviceName,
+    clusterIP: s.clusterIP,
+    ports: [{ name: PORT_NAME, port: SERVICE_PORT, targetPort: POD_PORT, protocol: 'TCP' }],
   };
+}
+
+export function serviceObject(s: Scene): Record<string, unknown> {
+  return kubeService(serviceSpec(s));
 }
 
 export type Phase = 'old-ready' | 'new-ready' | 'old-terminating' | 'old-gone';
@@ -132,70 +139,51 @@ const READY = { ready: true, serving: true, terminating: false };
 const TERMINATING = { ready: false, serving: true, terminating: true };
 
 /** The Service's one EndpointSlice as the EndpointSlice controller writes it in each phase. */
-export function sliceObject(s: Scene, phase: Phase): KubeObject {
-  const endpoint = (pod: ScenePod, conditions: typeof READY) => ({
-    addresses: [pod.ipv4],
-    conditions,
-    targetRef: { kind: 'Pod', namespace: NAMESPACE, name: pod.name },
-  });
+export function sliceObject(s: Scene, phase: Phase): Record<string, unknown> {
+  const ep = (p: ScenePod, conditions: typeof READY): EndpointSpec => ({ ip: p.ipv4, ...conditions });
   const endpoints = {
-    'old-ready': [endpoint(s.pods.old, READY)],
-    'new-ready': [endpoint(s.pods.old, READY), endpoint(s.pods.new, READY)],
-    'old-terminating': [endpoint(s.pods.old, TERMINATING), endpoint(s.pods.new, READY)],
-    'old-gone': [endpoint(s.pods.new, READY)],
+    'old-ready': [ep(s.pods.old, READY)],
+    'new-ready': [ep(s.pods.old, READY), ep(s.pods.new, READY)],
+    'old-terminating': [ep(s.pods.old, TERMINATING), ep(s.pods.new, READY)],
+    'old-gone': [ep(s.pods.new, READY)],
   }[phase];
-  return {
-    apiVersion: 'discovery.k8s.io/v1',
-    kind: 'EndpointSlice',
-    metadata: { name: `${s.serviceName}-abcde`, namespace: NAMESPACE, labels: { [SERVICE_NAME_LABEL]: s.serviceName } },
-    addressType: 'IPv4',
-    ports: [{ name: PORT_NAME, port: POD_PORT, protocol: 'TCP' }],
-    endpoints,
-  };
+  return kubeSlice(NAMESPACE, `${s.serviceName}-abcde`, s.serviceName, endpoints, { name: PORT_NAME, port: POD_PORT });
 }
 
-export function virtualServiceKey(s: Scene): ServiceKey {
-  return { kind: 'address', family: 'ipv4', protocol: 'tcp', address: s.vip, port: SERVICE_PORT };
-}
-
-export function realServer(pod: ScenePod): DestinationKey {
-  return { family: 'ipv4', address: pod.ipv4, port: POD_PORT };
-}
-
-export type KubeProxyStep =
-  | { op: 'create-service'; spec: ServiceSpec }
-  | { op: 'create-destination'; dest: DestinationSpec }
-  | { op: 'update-destination'; dest: DestinationSpec }
-  /** kube-proxy's graceful termination: a TCP real server is deleted only once it has no connections at all. */
-  | { op: 'delete-if-idle'; dest: DestinationKey };
-
-/** What kube-proxy's IPVS proxier does to the table when the slice enters `phase`. */
-export function kubeProxySteps(s: Scene, phase: Phase): KubeProxyStep[] {
-  const masq = (pod: ScenePod, weight: number): DestinationSpec => ({ ...realServer(pod), forwarding: 'masq', weight });
+/** The real servers (address -> weight) kube-proxy programs for a phase, once it has applied it. */
+export function expectedWeights(s: Scene, phase: Exclude<Phase, 'old-gone'>): Record<string, number> {
+  const { old, new: neu } = s.pods;
   switch (phase) {
     case 'old-ready':
-      return [
-        { op: 'create-service', spec: { key: virtualServiceKey(s), scheduler: 'rr' } },
-        { op: 'create-destination', dest: masq(s.pods.old, 1) },
-      ];
+      return { [old.ipv4]: 1 };
     case 'new-ready':
-      return [{ op: 'create-destination', dest: masq(s.pods.new, 1) }];
+      return { [old.ipv4]: 1, [neu.ipv4]: 1 };
     case 'old-terminating':
-      return [{ op: 'update-destination', dest: masq(s.pods.old, 0) }];
-    case 'old-gone':
-      return [{ op: 'delete-if-idle', dest: realServer(s.pods.old) }];
+      // Weight 0, or already gone when it had no connections (kube-proxy deletes at once then) or an agent removed it.
+      return { [neu.ipv4]: 1 };
   }
 }
 
-/** kube-proxy sets conntrack and expire_quiescent_template on every kernel; the two others decide exposure. */
-export function sysctlsFor(emulation: KernelEmulation): SysctlSetting[] {
-  const old = emulation === 'old-kernel';
-  return [
-    { name: 'conntrack', value: 1 },
-    { name: 'expireQuiescentTemplate', value: 1 },
-    { name: 'connReuseMode', value: old ? 0 : 1 },
-    { name: 'expireNodestConn', value: old ? 0 : 1 },
-  ];
+export function virtualServiceKey(s: Scene): ServiceKey {
+  return { kind: 'address', family: 'ipv4', protocol: 'tcp', address: s.clusterIP, port: SERVICE_PORT };
+}
+
+export function realServer(p: ScenePod): DestinationKey {
+  return { family: 'ipv4', address: p.ipv4, port: POD_PORT };
+}
+
+/** How kube-proxy names a real server in its log: "<vip>:<port>/TCP/<ip>:<port>". */
+export function kubeProxyRealServerName(s: Scene, p: ScenePod): string {
+  return `${s.clusterIP}:${SERVICE_PORT}/TCP/${p.ipv4}:${POD_PORT}`;
+}
+
+/**
+ * The sysctls of a scene, given what kube-proxy wrote at its start: as it left them for the new kernel; for the
+ * old kernel, conn_reuse_mode=0 (what it sets below 5.9) and expire_nodest_conn held at 0 until the watcher flips it.
+ */
+export function sysctlsFor(emulation: KernelEmulation, kubeProxy: IpvsSysctls): SysctlSetting[] {
+  const values: IpvsSysctls = emulation === 'old-kernel' ? { ...kubeProxy, connReuseMode: 0, expireNodestConn: 0 } : kubeProxy;
+  return (Object.keys(values) as (keyof IpvsSysctls)[]).map((name) => ({ name, value: values[name] }));
 }
 
 /** The emulation flips expire_nodest_conn to 1 once the old real server is gone. */

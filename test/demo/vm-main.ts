@@ -4,7 +4,8 @@
 import { writeFileSync } from 'node:fs';
 import { release } from 'node:os';
 import { join } from 'node:path';
-import { EMULATION_TEXT, DEFAULT_TIMINGS, demoScenes, FULL_TIMINGS, POLICIES } from './scene.js';
+import { kubeProxyVersion } from '../support/kube-proxy.js';
+import { EMULATION_TEXT, DEFAULT_TIMINGS, demoScenes, FULL_TIMINGS } from './scene.js';
 import { RESULT_FILE, type DemoResult, type ScenarioResult } from './report.js';
 import { Stage } from './stage.js';
 
@@ -13,23 +14,26 @@ if (!outDir) throw new Error('VM_OUT is not set: run the demo with `npm run demo
 
 const full = process.argv.includes('--full');
 const timings = full ? FULL_TIMINGS : DEFAULT_TIMINGS;
-const progress = (line: string) => process.stdout.write(`[demo] ${line}\n`);
-
-const stage = await Stage.open(POLICIES, progress, outDir);
 const started = Date.now();
+const progress = (line: string) => process.stdout.write(`[demo +${Math.round((Date.now() - started) / 1000)} s] ${line}\n`);
+
+const scenes = demoScenes();
+const stage = await Stage.open(scenes, progress, outDir);
+const scenesStarted = Date.now();
 const scenarios: ScenarioResult[] = [];
 try {
-  for (const scene of demoScenes()) scenarios.push(await stage.play(scene, timings));
+  for (const scene of scenes) scenarios.push(await stage.play(scene, timings));
 } finally {
   await stage.close();
 }
 const result: DemoResult = {
   date: new Date().toISOString().slice(0, 10),
   kernelRelease: release(),
+  kubeProxyVersion: kubeProxyVersion().replace(/^Kubernetes /, ''),
   mode: full ? 'full' : 'default',
   timings,
   emulations: { ...EMULATION_TEXT },
   scenarios,
-  scenariosMs: Date.now() - started,
+  scenariosMs: Date.now() - scenesStarted,
 };
 writeFileSync(join(outDir, RESULT_FILE), `${JSON.stringify(result, null, 2)}\n`);

@@ -17,6 +17,8 @@ export type WatchCommand =
 export type WatchEvent =
   | { event: 'ready' }
   | { event: 'watching' }
+  /** `at`: Date.now() of the first read that showed the real server at weight 0. */
+  | { event: 'weight-zero'; at: number }
   /** `at`: Date.now() of the first read without the real server; `flippedAt`: when expire_nodest_conn became 1. */
   | { event: 'gone'; at: number; flippedAt?: number }
   | { event: 'stopped' }
@@ -31,12 +33,18 @@ let watching: { stop: boolean; done: Promise<void> } | undefined;
 
 async function watch(w: { stop: boolean }, command: Extract<WatchCommand, { cmd: 'watch' }>): Promise<void> {
   const wanted = destinationKeyString(command.dest);
-  const present = async () => (await ipvs.listDestinations(command.service)).some((d) => destinationKeyString(d) === wanted);
-  if (!(await present())) throw new Error(`${wanted} is not in the table: nothing to watch`);
+  const read = async () => (await ipvs.listDestinations(command.service)).find((d) => destinationKeyString(d) === wanted);
+  if (!(await read())) throw new Error(`${wanted} is not in the table: nothing to watch`);
   emit({ event: 'watching' });
+  let zeroSeen = false;
   while (!w.stop) {
     await sleep(POLL_INTERVAL_MS);
-    if (await present()) continue;
+    const dest = await read();
+    if (dest && dest.weight === 0 && !zeroSeen) {
+      zeroSeen = true;
+      emit({ event: 'weight-zero', at: Date.now() });
+    }
+    if (dest) continue;
     const at = Date.now();
     if (!command.flipExpireNodestConn) return emit({ event: 'gone', at });
     // One synchronous write: until it lands, SYNs of the deleted server's tuples are dropped, which no real

@@ -1,0 +1,139 @@
+// Everything the demo's scenes share inside the VM, started once: the real etcd + kube-apiserver, the real
+// kube-proxy in IPVS mode, nginx in its namespace, the two load clients, the kernel watcher, and the agent of the
+// policy being played (one at a time: every agent reads the one API server and would act on every scene).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { readSysctls, type IpvsSysctls } from '../../src/agent/sysctls.js';
+import { IpvsClient } from '../../src/ipvs/client.js';
+import { KubeCluster } from '../support/kube-cluster.js';
+import { ensureNamespace } from '../support/kube-objects.js';
+import { KubeProxy } from '../support/kube-proxy.js';
+import { createPod, enableForwarding, setSysctl, spawnInNetns, teardown } from '../support/netns.js';
+import { Nginx } from '../support/nginx.js';
+import { isEvent, JsonChild, type Message } from './json-child.js';
+import type { LoadCommand, LoadEvent } from './load.js';
+import {
+  agentArgs,
+  CLIENT_POD,
+  CLIENT_PORT_RANGE,
+  CLUSTER_CIDR,
+  NAMESPACE,
+  NGINX_POD,
+  SERVICE_PORT,
+  USER_POD,
+  type AgentPolicy,
+  type Scene,
+} from './scene.js';
+import type { WatchCommand, WatchEvent } from './watcher.js';
+
+const script = (path: string) => fileURLToPath(new URL(path, import.meta.url));
+const CLI = script('../../src/cli/main.js');
+const LOAD = script('./load.js');
+const WATCHER = script('./watcher.js');
+
+// Under TCG, with other VMs on the same cores: kube-apiserver takes 30-150 s, importing the Kubernetes client minutes.
+const API_START_MS = 8 * 60_000;
+const AGENT_START_MS = 8 * 60_000;
+export const PROCESS_START_MS = 3 * 60_000;
+
+export type LoadClient = JsonChild<LoadCommand, LoadEvent>;
+export type Watcher = JsonChild<WatchCommand, WatchEvent>;
+export type AgentLog = Message & { message?: string; service?: string; realServer?: string; reason?: string; weight?: number };
+export type Agent = JsonChild<never, AgentLog> & { policy: Exclude<AgentPolicy, 'none'> };
+
+function node(args: readonly string[]): ChildProcess {
+  return spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+}
+
+export class Cast {
+  private agent: Agent | undefined;
+
+  private constructor(
+    readonly cluster: KubeCluster,
+    readonly kubeProxy: KubeProxy,
+    /** What kube-proxy wrote at its start; the scenes' kernel behaviours start from it. */
+    readonly kubeProxySysctls: IpvsSysctls,
+    readonly nginx: Nginx,
+    readonly ipvs: IpvsClient,
+    /** The client of the ClusterIPs. */
+    readonly direct: LoadClient,
+    /** The users of nginx. */
+    readonly viaNginx: LoadClient,
+    readonly watcher: Watcher,
+    private readonly progress: (line: string) => void,
+  ) {}
+
+  static async open(scenes: readonly Scene[], progress: (line: string) => void): Promise<Cast> {
+    const started = Date.now();
+    const since = () => `${((Date.now() - started) / 1000).toFixed(0)} s`;
+    enableForwarding();
+    const client = createPod({ name: CLIENT_POD.name, index: CLIENT_POD.index });
+    setSysctl('net.ipv4.ip_local_port_range', CLIENT_PORT_RANGE, client.netns);
+    setSysctl('net.ipv4.tcp_tw_reuse', 1, client.netns);
+    // A busy nginx reuses its upstream source ports the same way.
+    const nginxPod = createPod({ name: NGINX_POD.name, index: NGINX_POD.index });
+    setSysctl('net.ipv4.ip_local_port_range', CLIENT_PORT_RANGE, nginxPod.netns);
+    setSysctl('net.ipv4.tcp_tw_reuse', 1, nginxPod.netns);
+    const user = createPod({ name: USER_POD.name, index: USER_POD.index });
+
+    progress('starting etcd, kube-apiserver, nginx, load clients, watcher');
+    const cluster = await KubeCluster.start({ readyTimeoutMs: API_START_MS });
+    progress(`kube-apiserver ready after ${since()}; starting kube-proxy (mode ipvs)`);
+    await ensureNamespace(cluster, NAMESPACE);
+    const kubeProxy = await KubeProxy.start({ cluster, clusterCIDR: CLUSTER_CIDR, readyTimeoutMs: API_START_MS });
+    const kubeProxySysctls = await readSysctls();
+    progress(`kube-proxy synced after ${since()}; it left the IPVS sysctls at ${JSON.stringify(kubeProxySysctls)}`);
+    const nginx = await Nginx.start({
+      dir: join(process.env.TMPDIR ?? tmpdir(), 'demo-nginx'),
+      netns: nginxPod.netns,
+      listen: nginxPod.ipv4,
+      routes: scenes.map((s) => ({ prefix: s.nginxPrefix, upstream: `${s.clusterIP}:${SERVICE_PORT}` })),
+    });
+    const direct: LoadClient = new JsonChild('load client', spawnInNetns(client.netns, process.execPath, [LOAD], { stdio: ['pipe', 'pipe', 'pipe'] }));
+    const viaNginx: LoadClient = new JsonChild('nginx users', spawnInNetns(user.netns, process.execPath, [LOAD], { stdio: ['pipe', 'pipe', 'pipe'] }));
+    const watcher: Watcher = new JsonChild('watcher', node([WATCHER]));
+    for (const c of [direct, viaNginx]) await c.wait(isEvent('ready'), 'ready', PROCESS_START_MS);
+    await watcher.wait(isEvent('ready'), 'ready', PROCESS_START_MS);
+    const ipvs = await IpvsClient.open();
+    progress(`cast ready after ${since()}`);
+    return new Cast(cluster, kubeProxy, kubeProxySysctls, nginx, ipvs, direct, viaNginx, watcher, progress);
+  }
+
+  /** The running agent when it has `policy`; starts it (stopping another) when needed. */
+  async agentFor(policy: AgentPolicy): Promise<Agent | undefined> {
+    if (this.agent && this.agent.policy !== policy) await this.stopAgent();
+    if (policy === 'none' || this.agent) return this.agent;
+    const started = Date.now();
+    const kubeconfig = this.cluster.kubeconfig(this.cluster.users.admin);
+    const agent = Object.assign(new JsonChild<never, AgentLog>(`agent --policy ${policy}`, node([CLI, ...agentArgs(policy, kubeconfig)])), { policy });
+    this.agent = agent;
+    await agent.wait((m): m is AgentLog => m.message === 'informers synced: full resync', 'informer sync', AGENT_START_MS);
+    this.progress(`agent --policy ${policy} synced after ${((Date.now() - started) / 1000).toFixed(0)} s`);
+    return agent;
+  }
+
+  private async stopAgent(): Promise<void> {
+    const agent = this.agent;
+    this.agent = undefined;
+    if (!agent || agent.exited) return;
+    const exited = new Promise<void>((resolve) => agent.child.once('exit', () => resolve()));
+    agent.child.kill('SIGTERM');
+    const timer = setTimeout(() => agent.child.kill('SIGKILL'), 30_000);
+    await exited;
+    clearTimeout(timer);
+  }
+
+  async close(): Promise<void> {
+    this.direct.child.stdin?.end();
+    this.viaNginx.child.stdin?.end();
+    this.watcher.child.stdin?.end();
+    await this.stopAgent();
+    await this.nginx.stop();
+    await this.kubeProxy.stop();
+    await this.cluster.stop();
+    this.ipvs.close();
+    teardown();
+  }
+}

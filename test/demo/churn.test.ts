@@ -1,0 +1,53 @@
+// The churn test's plan and judgement on the host: the checks must catch what they claim to catch.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { churnPlan, judge, servingAt, servingThroughout, staleZeroWeight, type AgentDeletion, type SliceEvent } from './churn.js';
+
+describe('churn plan', () => {
+  const plan = churnPlan({ services: 5, changes: 400, meanGapMs: 1 }, 42);
+
+  it('is the same for the same seed and covers every kind of change', () => {
+    assert.deepEqual(churnPlan({ services: 5, changes: 400, meanGapMs: 1 }, 42), plan);
+    assert.deepEqual(new Set(plan.changes.map((c) => c.op)), new Set(['add', 'add-reused', 'terminate-serving', 'terminate-not-serving', 'remove']));
+  });
+
+  it('writes conditions as the EndpointSlice controller does, no address twice in a slice', () => {
+    for (const c of plan.changes) {
+      assert.equal(new Set(c.endpoints.map((e) => e.ip)).size, c.endpoints.length);
+      for (const e of c.endpoints) {
+        if (e.ready) assert.deepEqual([e.serving, e.terminating], [true, false]);
+        else assert.equal(e.terminating, true, 'not ready only while terminating');
+      }
+    }
+  });
+});
+
+const ev = (at: number, endpoints: Record<string, boolean>, type: SliceEvent['type'] = 'MODIFIED'): SliceEvent => ({ at, type, service: 'churn/a', slice: 'a-1', endpoints });
+
+describe('judging from the recorded watch', () => {
+  const events = [ev(1000, { '10.0.0.1': true }, 'ADDED'), ev(5000, { '10.0.0.1': false }), ev(9000, {}), ev(12_000, { '10.0.0.1': true })];
+  const del = (at: number, weight = 0): AgentDeletion => ({ at, service: 'churn/a', realServer: '10.0.0.1:8080', weight, reason: 'endpoint-gone' });
+
+  it('replays the serving state at any instant', () => {
+    assert.deepEqual([500, 1000, 4999, 5000, 9500, 12_000].map((t) => servingAt(events, 'churn/a', '10.0.0.1', t)), [false, true, true, false, false, true]);
+    assert.equal(servingThroughout(events, 'churn/a', '10.0.0.1', 2000, 4000), true);
+    assert.equal(servingThroughout(events, 'churn/a', '10.0.0.1', 4000, 6000), false);
+  });
+
+  it('flags a deletion of a serving endpoint, one above weight 0, and a real server back without the API', () => {
+    const ok = judge([del(6000)], events, [], 2000);
+    assert.deepEqual([ok.deletedWhileServing, ok.deletedAboveWeightZero, ok.reAddedByKubeProxy], [[], [], []]);
+    assert.equal(judge([del(4000)], events, [], 2000).deletedWhileServing.length, 1);
+    assert.equal(judge([del(5100)], events, [], 2000).deletedWhileServing.length, 0, 'changed 0.1 s before: a race, not a violation');
+    assert.equal(judge([del(5100)], events, [], 2000).deletedWhileServingStrict, 0);
+    assert.equal(judge([del(6000, 1)], events, [], 2000).deletedAboveWeightZero.length, 1);
+    const back = { at: 8000, services: { 'churn/a': { '10.0.0.1': 1 } } };
+    assert.equal(judge([del(6000)], events, [back], 2000).reAddedByKubeProxy.length, 1);
+    assert.equal(judge([del(6000)], events, [{ ...back, at: 13_000 }], 2000).reAddedByKubeProxy.length, 0, 'the address came back in the API');
+  });
+
+  it('a weight-0 real server is stale when the final API state has no serving endpoint for it', () => {
+    const final = { at: 20_000, services: { 'churn/a': { '10.0.0.1': 0, '10.0.0.2': 0, '10.0.0.3': 1 } } };
+    assert.deepEqual(staleZeroWeight(final, events), ['churn/a 10.0.0.2']);
+  });
+});

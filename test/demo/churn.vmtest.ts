@@ -1,0 +1,210 @@
+// Churn with the real kube-proxy (mode ipvs), the real kube-apiserver and the agent under --policy graceful, on
+// the VM's kernel: random EndpointSlice changes over many Services (test/demo/churn.ts) while a client keeps
+// connection entries in the virtual services. Judged from a watch of the API recorded by this test, the agent's
+// deletion log, kube-proxy's log and kernel dumps taken every few seconds.
+//   CI slice by default; IPVS_JANITOR_CHURN=full for 2,000 changes over 200 Services.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { request } from 'node:https';
+import { createInterface } from 'node:readline';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { IpvsClient } from '../../src/ipvs/client.js';
+import { KubeCluster } from '../support/kube-cluster.js';
+import { createService, ensureNamespace, putSlice, sliceObject } from '../support/kube-objects.js';
+import { KubeProxy, waitUntil } from '../support/kube-proxy.js';
+import { createPod, deleteDummy, ip, spawnInNetns, teardown } from '../support/netns.js';
+import {
+  CHURN_NAMESPACE,
+  CHURN_POD_PORT,
+  churnPlan,
+  CI_CHURN,
+  clusterIP,
+  FULL_CHURN,
+  judge,
+  random,
+  serviceName,
+  staleZeroWeight,
+  type AgentDeletion,
+  type KernelSample,
+  type SliceEvent,
+} from './churn.js';
+import { agentArgs } from './scene.js';
+
+const script = (path: string) => fileURLToPath(new URL(path, import.meta.url));
+const full = process.env.IPVS_JANITOR_CHURN === 'full';
+const size = full ? FULL_CHURN : CI_CHURN;
+const seed = Number(process.env.IPVS_JANITOR_CHURN_SEED ?? Math.floor(Math.random() * 1e9));
+const MINUTE = 60_000;
+/** How long the API may have said "serving" before a deletion for it to count as deleting a serving endpoint. */
+const ALLOWANCE_MS = 2000;
+const log = (line: string) => console.log(`# churn ${line}`);
+
+/** The test's own watch of the namespace's EndpointSlices, with arrival times. */
+function recordWatch(cluster: KubeCluster, events: SliceEvent[]): { done: Promise<void>; stop: () => void } {
+  let stop = () => undefined as void;
+  const done = new Promise<void>((resolve, reject) => {
+    const path = `/apis/discovery.k8s.io/v1/namespaces/${CHURN_NAMESPACE}/endpointslices?watch=1&resourceVersion=0&timeoutSeconds=7200`;
+    const req = request(`${cluster.url}${path}`, { ca: cluster.ca, headers: { authorization: `Bearer ${cluster.users.admin.token}` } }, (res) => {
+      if (res.statusCode !== 200) return reject(new Error(`watch answered ${res.statusCode}`));
+      createInterface({ input: res }).on('line', (line) => {
+        const e = JSON.parse(line) as { type: SliceEvent['type'] | 'ERROR'; object: { metadata: { name: string; labels?: Record<string, string> }; endpoints?: { addresses: string[]; conditions?: { serving?: boolean } }[] } };
+        if (e.type === 'ERROR') return reject(new Error(`watch error: ${line}`));
+        const endpoints: Record<string, boolean> = {};
+        for (const ep of e.object.endpoints ?? []) for (const a of ep.addresses) endpoints[a] = ep.conditions?.serving ?? true;
+        const name = e.object.metadata.labels?.['kubernetes.io/service-name'] ?? '';
+        events.push({ at: Date.now(), type: e.type, service: `${CHURN_NAMESPACE}/${name}`, slice: e.object.metadata.name, endpoints });
+      });
+      res.on('end', () => resolve());
+    });
+    req.on('error', (err) => (stopped ? resolve() : reject(err)));
+    req.end();
+    let stopped = false;
+    stop = () => {
+      stopped = true;
+      req.destroy();
+    };
+  });
+  return { done, stop };
+}
+
+async function sample(ipvs: IpvsClient, services: number): Promise<KernelSample> {
+  const out: KernelSample = { at: Date.now(), services: {} };
+  const byIp = new Map(Array.from({ length: services }, (_, i) => [clusterIP(i), `${CHURN_NAMESPACE}/${serviceName(i)}`]));
+  for (const vs of await ipvs.listServices()) {
+    if (vs.key.kind !== 'address' || !byIp.has(vs.key.address)) continue;
+    const dests = await ipvs.listDestinations(vs.key).catch(() => []);
+    out.services[byIp.get(vs.key.address)!] = Object.fromEntries(dests.map((d) => [d.address, d.weight]));
+  }
+  out.at = Date.now();
+  return out;
+}
+
+/** What kube-proxy programs with weight 1: the ready endpoints, or the serving ones when none is ready. */
+function weightOne(endpoints: readonly { ip: string; ready?: boolean | null; serving?: boolean | null }[]): string[] {
+  const ready = endpoints.filter((e) => e.ready);
+  return (ready.length > 0 ? ready : endpoints.filter((e) => e.serving)).map((e) => e.ip).sort();
+}
+
+test(`churn: ${size.changes} EndpointSlice changes over ${size.services} Services, real kube-proxy, --policy graceful`, { timeout: (full ? 120 : 25) * MINUTE }, async () => {
+  log(`seed ${seed} (IPVS_JANITOR_CHURN_SEED replays it)`);
+  const plan = churnPlan(size, seed);
+  const cluster = await KubeCluster.start({ readyTimeoutMs: 8 * MINUTE });
+  const ipvs = await IpvsClient.open();
+  const events: SliceEvent[] = [];
+  const watch = recordWatch(cluster, events);
+  let proxy: KubeProxy | undefined;
+  let agent: ReturnType<typeof spawn> | undefined;
+  try {
+    await ensureNamespace(cluster, CHURN_NAMESPACE);
+    // The pods' addresses lead to a dummy interface: routable (kube-proxy can add them), nobody answers.
+    ip('link', 'add', 'churn0', 'type', 'dummy');
+    ip('addr', 'add', '10.241.255.254/16', 'dev', 'churn0');
+    ip('link', 'set', 'churn0', 'up');
+    proxy = await KubeProxy.start({ cluster, clusterCIDR: '10.240.0.0/16', readyTimeoutMs: 8 * MINUTE });
+    const slice = (i: number, eps: typeof plan.initial[number]) =>
+      sliceObject(CHURN_NAMESPACE, `${serviceName(i)}-churn`, serviceName(i), eps, { name: 'http', port: CHURN_POD_PORT });
+    for (let i = 0; i < size.services; i++) {
+      await createService(cluster, { namespace: CHURN_NAMESPACE, name: serviceName(i), clusterIP: clusterIP(i), ports: [{ name: 'http', port: 80, targetPort: CHURN_POD_PORT }] });
+      await putSlice(cluster, slice(i, plan.initial[i]!));
+    }
+    const current = plan.initial.map((eps) => eps);
+    const applied = async () => {
+      const s = await sample(ipvs, size.services);
+      return current.every((eps, i) => {
+        const have = Object.entries(s.services[`${CHURN_NAMESPACE}/${serviceName(i)}`] ?? {}).filter(([, w]) => w > 0).map(([a]) => a).sort();
+        return JSON.stringify(have) === JSON.stringify(weightOne(eps));
+      }) ? s : undefined;
+    };
+    await waitUntil('kube-proxy programs the initial Services', applied, 10 * MINUTE, 2000);
+    log(`kube-proxy programmed ${size.services} Services`);
+
+    const kubeconfig = cluster.kubeconfig(cluster.users.admin);
+    agent = spawn(process.execPath, [script('../../src/cli/main.js'), ...agentArgs('graceful', kubeconfig)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const deletions: AgentDeletion[] = [];
+    let synced = false;
+    createInterface({ input: agent.stdout! }).on('line', (line) => {
+      let m: Record<string, unknown>;
+      try {
+        m = JSON.parse(line) as Record<string, unknown>;
+      } catch {
+        return;
+      }
+      if (m.message === 'informers synced: full resync') synced = true;
+      if (m.message === 'deleted real server')
+        deletions.push({ at: Date.now(), service: String(m.service), realServer: String(m.realServer), weight: Number(m.weight), reason: String(m.reason) });
+    });
+    await waitUntil('the agent syncs its informers', () => (synced ? true : agent!.exitCode !== null ? Promise.reject(new Error('agent exited')) : undefined), 8 * MINUTE, 500);
+    log('agent synced');
+
+    const client = createPod({ name: 'churn-client', index: 7 });
+    const prober = spawnInNetns(client.netns, process.execPath, [script('./churn-prober.js'), full ? '50' : '100', ...Array.from({ length: size.services }, (_, i) => clusterIP(i))]);
+    const samples: KernelSample[] = [];
+    let sampling = true;
+    const sampler = (async () => {
+      while (sampling) {
+        samples.push(await sample(ipvs, size.services));
+        await sleep(full ? 5000 : 2000);
+      }
+    })();
+    const kubeProxyFrom = proxy.lines.length;
+    const rnd = random(seed ^ 0x5eed);
+    const churnStart = Date.now();
+    for (const change of plan.changes) {
+      current[change.service] = change.endpoints;
+      await putSlice(cluster, slice(change.service, change.endpoints));
+      await sleep(-Math.log(1 - rnd()) * size.meanGapMs);
+    }
+    log(`${plan.changes.length} changes in ${((Date.now() - churnStart) / 1000).toFixed(0)} s`);
+
+    const quiet = await waitUntil('kube-proxy applies the final state', applied, 10 * MINUTE, 2000);
+    log(`kube-proxy applied the final state ${((quiet.at - churnStart) / 1000).toFixed(0)} s after the first change`);
+    // The agent acts on events; give it a few seconds past kube-proxy's last sync (its own resync is 60 s).
+    const final = await waitUntil('no stale weight-0 real server', async () => {
+      const s = await sample(ipvs, size.services);
+      return staleZeroWeight(s, events).length === 0 || Date.now() - quiet.at > 30_000 ? s : undefined;
+    }, MINUTE, 1000);
+    sampling = false;
+    await sampler;
+    prober.kill();
+
+    const verdict = judge(deletions, events, [...samples, final], ALLOWANCE_MS);
+    const stale = staleZeroWeight(final, events);
+    const errorLines = proxy.count('Error in deleting real server', kubeProxyFrom);
+    const syncFailures = proxy.syncFailures(kubeProxyFrom);
+    const kubeProxyDeletions = proxy.realServerLines(kubeProxyFrom).filter((l) => l.message === 'Deleting real server').length;
+    const summary = {
+      seed,
+      changes: plan.changes.length,
+      services: size.services,
+      agentDeletions: verdict.deletions,
+      byReason: deletions.reduce<Record<string, number>>((acc, d) => ({ ...acc, [d.reason]: (acc[d.reason] ?? 0) + 1 }), {}),
+      deletedWhileServing: verdict.deletedWhileServing.length,
+      deletedWhileServingStrict: verdict.deletedWhileServingStrict,
+      deletedAboveWeightZero: verdict.deletedAboveWeightZero.length,
+      reAddedByKubeProxy: verdict.reAddedByKubeProxy.length,
+      staleAfterQuiescence: stale.length,
+      kubeProxyDeletions,
+      kubeProxyErrorInDeleting: errorLines,
+      kubeProxySyncFailures: syncFailures.length,
+      samples: samples.length,
+      watchEvents: events.length,
+    };
+    log(JSON.stringify(summary));
+    assert.ok(verdict.deletions > 0, 'the agent deleted nothing: the churn did not exercise it');
+    assert.deepEqual(verdict.deletedWhileServing, [], 'real servers deleted while the API listed their endpoint serving');
+    assert.deepEqual(verdict.deletedAboveWeightZero, [], 'deletions at weight > 0');
+    assert.deepEqual(stale, [], 'weight-0 real servers of gone endpoints left after quiescence');
+    assert.deepEqual(verdict.reAddedByKubeProxy, [], 'kube-proxy re-added a real server the agent deleted');
+    assert.deepEqual(syncFailures, [], 'kube-proxy sync failures');
+  } finally {
+    agent?.kill('SIGTERM');
+    watch.stop();
+    await proxy?.stop();
+    await cluster.stop();
+    ipvs.close();
+    teardown();
+    deleteDummy('churn0');
+  }
+});
