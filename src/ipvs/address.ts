@@ -25,7 +25,12 @@ function ipv6Groups(address: string): number[] {
 /** The address as the kernel wants it: 4 bytes for IPv4, 16 for IPv6. */
 export function encodeAddress(address: string): Buffer {
   const family = familyOf(address);
-  if (family === 'ipv4') return Buffer.from(address.split('.').map(Number));
+  if (family === 'ipv4') {
+    const b = Buffer.alloc(4);
+    let i = 0;
+    for (const part of address.split('.')) b[i++] = +part;
+    return b;
+  }
   const b = Buffer.alloc(16);
   ipv6Groups(address).forEach((g, i) => b.writeUInt16BE(g, i * 2));
   return b;

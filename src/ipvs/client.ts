@@ -112,8 +112,15 @@ export class IpvsClient implements IpvsApi {
   }
 
   private replaceConnection(): void {
-    this.connection.socket.close();
-    this.connection = connect();
+    const old = this.connection;
+    old.socket.close();
+    try {
+      this.connection = connect();
+    } catch (err) {
+      // No new socket (EMFILE, ENOMEM): requests fail with this error, and the next one tries to connect again.
+      this.connection = { socket: old.socket, family: Promise.reject(err) };
+      this.connection.family.catch(() => undefined);
+    }
   }
 
   async info(): Promise<IpvsInfo> {

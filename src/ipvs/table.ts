@@ -1,6 +1,6 @@
 // The whole IPVS table read through any IpvsApi, and its `ipvsadm -Ln` rendering.
 import { encodeAddress } from './address.js';
-import type { Destination, ForwardingMethod, IpvsApi, IpvsInfo, ServiceKey, VirtualService } from './types.js';
+import type { AddressFamily, Destination, ForwardingMethod, IpvsApi, IpvsInfo, ServiceKey, VirtualService } from './types.js';
 
 export interface TableEntry {
   service: VirtualService;
@@ -23,27 +23,45 @@ export async function readTable(api: IpvsApi): Promise<Table> {
 }
 
 // ipvsadm's own order (ipvs_cmp_services / ipvs_cmp_dests), so the two listings can be compared line by line. Each
-// entry's sort key is computed once, not once per comparison: a 10k-service table takes about 140k comparisons.
+// entry's sort key is computed once, not once per comparison, and an IPv4 address orders as a number: a 10k-service
+// table takes about 140k comparisons, and a cold `list` process spent a fifth of its time here.
 const protocolNumbers = { tcp: 6, udp: 17, sctp: 132 } as const;
 
-function serviceOrder(k: ServiceKey): { mark: number; family: number; protocol: number; address: Buffer; port: number } {
+/** Network byte order: an IPv4 address as one number, an IPv6 address as 32 hex digits. */
+function addressOrder(family: AddressFamily, address: string): number | string {
+  if (family === 'ipv6') return encodeAddress(address).toString('hex');
+  let n = 0;
+  for (const part of address.split('.')) n = n * 256 + Number(part);
+  return n;
+}
+
+function compareAddresses(a: number | string, b: number | string): number {
+  if (typeof a === 'number' && typeof b === 'number') return a - b;
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+interface Order {
+  mark: number;
+  family: number;
+  protocol: number;
+  address: number | string;
+  port: number;
+}
+
+function serviceOrder(k: ServiceKey): Order {
   const family = k.family === 'ipv4' ? 2 : 10;
-  if (k.kind === 'fwmark') return { mark: k.fwmark, family, protocol: 0, address: Buffer.alloc(0), port: 0 };
-  return { mark: 0, family, protocol: protocolNumbers[k.protocol], address: encodeAddress(k.address), port: k.port };
+  if (k.kind === 'fwmark') return { mark: k.fwmark, family, protocol: 0, address: 0, port: 0 };
+  return { mark: 0, family, protocol: protocolNumbers[k.protocol], address: addressOrder(k.family, k.address), port: k.port };
 }
 
-function compareServices(a: ReturnType<typeof serviceOrder>, b: ReturnType<typeof serviceOrder>): number {
+function destinationOrder(d: Destination): Order {
+  return { mark: 0, family: d.family === 'ipv4' ? 2 : 10, protocol: 0, address: addressOrder(d.family, d.address), port: d.port };
+}
+
+function compareOrder(a: Order, b: Order): number {
   return (
-    a.mark - b.mark || a.family - b.family || a.protocol - b.protocol || Buffer.compare(a.address, b.address) || a.port - b.port
+    a.mark - b.mark || a.family - b.family || a.protocol - b.protocol || compareAddresses(a.address, b.address) || a.port - b.port
   );
-}
-
-function destinationOrder(d: Destination): { family: number; address: Buffer; port: number } {
-  return { family: d.family === 'ipv4' ? 0 : 1, address: encodeAddress(d.address), port: d.port };
-}
-
-function compareDestinations(a: ReturnType<typeof destinationOrder>, b: ReturnType<typeof destinationOrder>): number {
-  return a.family - b.family || Buffer.compare(a.address, b.address) || a.port - b.port;
 }
 
 function sortedBy<T, K>(items: readonly T[], keyOf: (item: T) => K, compare: (a: K, b: K) => number): T[] {
@@ -110,9 +128,9 @@ export function formatTable(table: Table): string {
     'Prot LocalAddress:Port Scheduler Flags',
     '  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn',
   ];
-  for (const { service, destinations } of sortedBy(table.entries, (e) => serviceOrder(e.service.key), compareServices)) {
+  for (const { service, destinations } of sortedBy(table.entries, (e) => serviceOrder(e.service.key), compareOrder)) {
     lines.push(serviceLine(service));
-    for (const d of sortedBy(destinations, destinationOrder, compareDestinations)) lines.push(destinationLine(d));
+    for (const d of sortedBy(destinations, destinationOrder, compareOrder)) lines.push(destinationLine(d));
   }
   return `${lines.join('\n')}\n`;
 }

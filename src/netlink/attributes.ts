@@ -98,11 +98,19 @@ export function nested<S extends AttributeSet>(set: S): Codec<AttributeValues<S>
   };
 }
 
+const tableKeys = new WeakMap<AttributeSet, string[]>();
+
+function keysOf(set: AttributeSet): string[] {
+  let keys = tableKeys.get(set);
+  if (!keys) tableKeys.set(set, (keys = Object.keys(set)));
+  return keys;
+}
+
 /** Encodes the present values in table order, into one buffer. */
 export function encodeAttributes<S extends AttributeSet>(set: S, values: AttributeValues<S>): Buffer {
   const present: [type: number, payload: Buffer][] = [];
   let size = 0;
-  for (const key of Object.keys(set) as (keyof S & string)[]) {
+  for (const key of keysOf(set) as (keyof S & string)[]) {
     const value = values[key];
     if (value === undefined) continue;
     const [type, codec] = set[key]!;

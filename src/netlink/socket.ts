@@ -48,12 +48,12 @@ export interface Request {
 let datagramsSinceYield = 0;
 let bytesSinceYield = 0;
 
-async function yieldIfDue(bytes: number): Promise<void> {
+function yieldDue(bytes: number): boolean {
   bytesSinceYield += bytes;
-  if (++datagramsSinceYield < YIELD_EVERY_DATAGRAMS && bytesSinceYield < YIELD_EVERY_BYTES) return;
+  if (++datagramsSinceYield < YIELD_EVERY_DATAGRAMS && bytesSinceYield < YIELD_EVERY_BYTES) return false;
   datagramsSinceYield = 0;
   bytesSinceYield = 0;
-  await new Promise((resolve) => setImmediate(resolve));
+  return true;
 }
 
 function asNetlinkError(err: unknown, operation: string): unknown {
@@ -90,8 +90,8 @@ export class NetlinkSocket {
   }
 
   /**
-   * Runs one request; `onReply` sees every data message of the answer. Its payload stays valid after the call
-   * (each datagram is copied out of the receive buffer), so decoders may keep views into it.
+   * Runs one request; `onReply` sees every data message of the answer. Its payload is a view into the receive
+   * buffer, valid only during the call: decoders copy what they keep (the IPVS decoders keep no Buffer at all).
    * Rejects with NetlinkClosedError when the socket is closed before the answer is complete.
    */
   request(req: Request, onReply: (msg: NetlinkMessage) => void): Promise<void> {
@@ -126,44 +126,52 @@ export class NetlinkSocket {
     const awaited = { kind: req.kind, seq, portId: this.portId, operation: req.operation };
     const wait = { timeoutMs: req.timeoutMs ?? DEFAULT_TIMEOUT_MS, deadline: Infinity };
     for (;;) {
-      const length = await this.receive(req.operation, wait);
-      if (length > this.buffer.length) {
+      // The kernel queues a reply inside sendto() and the next dump datagram inside recv(): the datagram is
+      // usually there already, and only an empty queue costs an await.
+      if (this.closed) throw new NetlinkClosedError(req.operation, true);
+      let got = this.receiveNow(req.operation);
+      if (got.kind === 'empty') got = await this.waitForDatagram(req.operation, wait);
+      if (got.length > this.buffer.length) {
         throw new NetlinkProtocolError(
-          `${req.operation}: reply datagram of ${length} bytes truncated to ${this.buffer.length}`,
+          `${req.operation}: reply datagram of ${got.length} bytes truncated to ${this.buffer.length}`,
         );
       }
-      const datagram = Buffer.allocUnsafe(length);
-      this.buffer.copy(datagram, 0, 0, length);
-      if (readAnswer(datagram, awaited, onReply) === 'complete') return;
-      await yieldIfDue(length);
+      if (readAnswer(this.buffer.subarray(0, got.length), awaited, onReply) === 'complete') return;
+      if (yieldDue(got.length)) await new Promise((resolve) => setImmediate(resolve));
     }
   }
 
-  /** The next datagram's length; only ever reads the descriptor while the socket is open. */
-  private async receive(operation: string, wait: { timeoutMs: number; deadline: number }): Promise<number> {
+  private receiveNow(operation: string): Received {
     try {
-      for (;;) {
-        if (this.closed) throw new NetlinkClosedError(operation, true);
-        let got = receiveNow(this.fd, this.buffer);
-        if (got.kind === 'empty') {
-          const now = performance.now();
-          if (wait.deadline === Infinity) wait.deadline = now + wait.timeoutMs;
-          else if (now > wait.deadline) {
-            throw new NetlinkTimeoutError(`${operation}: no answer from the kernel before the deadline`);
-          }
-          this.waiting = receiveWaiting(this.fd, this.buffer);
-          try {
-            got = await this.waiting;
-          } finally {
-            this.waiting = undefined;
-          }
-          // Closed while the worker waited: whatever it read is no longer ours to interpret.
-          if (this.closed) throw new NetlinkClosedError(operation, true);
-        }
-        if (got.kind === 'datagram') return got.length;
-      }
+      return receiveNow(this.fd, this.buffer);
     } catch (err) {
       throw asNetlinkError(err, operation);
+    }
+  }
+
+  /** Waits on a worker thread for the next datagram; only ever reads the descriptor while the socket is open. */
+  private async waitForDatagram(
+    operation: string,
+    wait: { timeoutMs: number; deadline: number },
+  ): Promise<{ kind: 'datagram'; length: number }> {
+    for (;;) {
+      const now = performance.now();
+      if (wait.deadline === Infinity) wait.deadline = now + wait.timeoutMs;
+      else if (now > wait.deadline) {
+        throw new NetlinkTimeoutError(`${operation}: no answer from the kernel before the deadline`);
+      }
+      this.waiting = receiveWaiting(this.fd, this.buffer);
+      let got: Received;
+      try {
+        got = await this.waiting;
+      } catch (err) {
+        throw asNetlinkError(err, operation);
+      } finally {
+        this.waiting = undefined;
+      }
+      // Closed while the worker waited: whatever it read is no longer ours to interpret.
+      if (this.closed) throw new NetlinkClosedError(operation, true);
+      if (got.kind === 'datagram') return got;
     }
   }
 }
