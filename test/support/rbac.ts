@@ -62,13 +62,22 @@ export class ChartIdentity {
   ) {}
 
   /** Applies the chart's RBAC in `namespace` (created if missing) and requests a token for its ServiceAccount. */
-  static async apply(cluster: KubeCluster, namespace = 'kube-system', release = 'e2e'): Promise<ChartIdentity> {
+  static async apply(cluster: KubeCluster, namespace: string, release: string): Promise<ChartIdentity> {
     const objects = renderChartRbac(release, namespace);
     await ensureNamespace(cluster, namespace);
     for (const kind of RBAC_KINDS) await cluster.call('POST', collection[kind](objects[kind]), objects[kind]);
     const sa = objects.ServiceAccount.metadata;
     const user = await cluster.serviceAccountToken(sa.namespace ?? namespace, sa.name);
     return new ChartIdentity(cluster, objects, user);
+  }
+
+  /** Deletes what apply() created: files sharing a cluster undo the RBAC they grant. */
+  async remove(): Promise<void> {
+    for (const kind of [...RBAC_KINDS].reverse()) {
+      const o = this.objects[kind];
+      const res = await this.cluster.request('DELETE', `${collection[kind](o)}/${o.metadata.name}`);
+      if (res.status !== 200 && res.status !== 404) throw new Error(`delete ${kind} ${o.metadata.name}: ${res.status} ${res.text}`);
+    }
   }
 
   /** Deletes the chart's ClusterRoleBinding: from now on every request of the agent answers 403. */
