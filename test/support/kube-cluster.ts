@@ -204,7 +204,8 @@ export class KubeCluster {
       `--tls-cert-file=${join(dir, 'apiserver.crt')}`,
       `--tls-private-key-file=${join(dir, 'apiserver.key')}`,
       `--client-ca-file=${join(dir, 'ca.crt')}`,
-      '--service-cluster-ip-range=10.96.0.0/16',
+      // Dual-stack, so a test can make a dual-stack Service; single-stack ones still get IPv4 from 10.96.0.0/16.
+      '--service-cluster-ip-range=10.96.0.0/16,fd00:96::/108',
       '--authorization-mode=RBAC',
       `--token-auth-file=${join(dir, 'tokens.csv')}`,
       '--service-account-issuer=https://kubernetes.default.svc',
