@@ -1,7 +1,7 @@
 // The churn test's plan and judgement on the host: the checks must catch what they claim to catch.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { churnPlan, judge, servingAt, servingThroughout, staleZeroWeight, type AgentDeletion, type SliceEvent } from './churn.js';
+import { churnPlan, judge, kubeProxyDeletedServing, servingAt, servingThroughout, staleZeroWeight, type AgentDeletion, type SliceEvent } from './churn.js';
 
 describe('churn plan', () => {
   const plan = churnPlan({ services: 5, changes: 400, meanGapMs: 1 }, 42);
@@ -49,5 +49,18 @@ describe('judging from the recorded watch', () => {
   it('a weight-0 real server is stale when the final API state has no serving endpoint for it', () => {
     const final = { at: 20_000, services: { 'churn/a': { '10.0.0.1': 0, '10.0.0.2': 0, '10.0.0.3': 1 } } };
     assert.deepEqual(staleZeroWeight(final, events), ['churn/a 10.0.0.2']);
+  });
+});
+
+describe('kube-proxy\'s own deletions', () => {
+  it('flags one of a real server whose endpoint the API listed serving', () => {
+    const events = [ev(1000, { '10.0.0.1': true }, 'ADDED'), ev(5000, {})];
+    const lines = [
+      { at: 4000, realServer: '10.96.200.1:80/TCP/10.0.0.1:8080' },
+      { at: 6000, realServer: '10.96.200.1:80/TCP/10.0.0.1:8080' },
+      { at: 4000, realServer: '10.96.200.9:80/TCP/10.0.0.1:8080' },
+    ];
+    const serviceOf = (vip: string) => (vip === '10.96.200.1' ? 'churn/a' : undefined);
+    assert.deepEqual(kubeProxyDeletedServing(lines, events, serviceOf, 2000), [`10.96.200.1:80/TCP/10.0.0.1:8080 at ${new Date(4000).toISOString()}`]);
   });
 });

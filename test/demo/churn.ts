@@ -194,3 +194,24 @@ export function staleZeroWeight(final: KernelSample, events: readonly SliceEvent
       if (weight === 0 && !servingAt(events, service, ip, Number.POSITIVE_INFINITY)) stale.push(`${service} ${ip}`);
   return stale;
 }
+
+/**
+ * kube-proxy's own deletions ("Deleting real server" lines, "<vip>:<port>/TCP/<ip>:<port>") of real servers whose
+ * endpoint the API listed serving throughout the allowance before: its graceful list can outlive a real server the
+ * agent deleted, and when the address comes back as a new pod, its once-a-minute check deletes the new one.
+ */
+export function kubeProxyDeletedServing(
+  lines: readonly { at: number; realServer: string }[],
+  events: readonly SliceEvent[],
+  serviceOf: (vip: string) => string | undefined,
+  allowanceMs: number,
+): string[] {
+  const out: string[] = [];
+  for (const l of lines) {
+    const m = /^([^:]+):\d+\/\w+\/(.+):\d+$/.exec(l.realServer);
+    const service = m && serviceOf(m[1]!);
+    if (!m || !service) continue;
+    if (servingThroughout(events, service, m[2]!, l.at - allowanceMs, l.at)) out.push(`${l.realServer} at ${new Date(l.at).toISOString()}`);
+  }
+  return out;
+}

@@ -23,6 +23,7 @@ import {
   clusterIP,
   FULL_CHURN,
   judge,
+  kubeProxyDeletedServing,
   random,
   serviceName,
   staleZeroWeight,
@@ -173,7 +174,9 @@ test(`churn: ${size.changes} EndpointSlice changes over ${size.services} Service
     const stale = staleZeroWeight(final, events);
     const errorLines = proxy.count('Error in deleting real server', kubeProxyFrom);
     const syncFailures = proxy.syncFailures(kubeProxyFrom);
-    const kubeProxyDeletions = proxy.realServerLines(kubeProxyFrom).filter((l) => l.message === 'Deleting real server').length;
+    const kubeProxyDeleting = proxy.realServerLines(kubeProxyFrom).filter((l) => l.message === 'Deleting real server');
+    const vips = new Map(Array.from({ length: size.services }, (_, i) => [clusterIP(i), `${CHURN_NAMESPACE}/${serviceName(i)}`]));
+    const kubeProxyServing = kubeProxyDeletedServing(kubeProxyDeleting, events, (vip) => vips.get(vip), ALLOWANCE_MS);
     const summary = {
       seed,
       changes: plan.changes.length,
@@ -185,13 +188,15 @@ test(`churn: ${size.changes} EndpointSlice changes over ${size.services} Service
       deletedAboveWeightZero: verdict.deletedAboveWeightZero.length,
       reAddedByKubeProxy: verdict.reAddedByKubeProxy.length,
       staleAfterQuiescence: stale.length,
-      kubeProxyDeletions,
+      kubeProxyDeletions: kubeProxyDeleting.length,
+      kubeProxyDeletedServing: kubeProxyServing.length,
       kubeProxyErrorInDeleting: errorLines,
       kubeProxySyncFailures: syncFailures.length,
       samples: samples.length,
       watchEvents: events.length,
     };
     log(JSON.stringify(summary));
+    for (const line of kubeProxyServing) log(`kube-proxy deleted the real server of a serving endpoint: ${line}`);
     assert.ok(verdict.deletions > 0, 'the agent deleted nothing: the churn did not exercise it');
     assert.deepEqual(verdict.deletedWhileServing, [], 'real servers deleted while the API listed their endpoint serving');
     assert.deepEqual(verdict.deletedAboveWeightZero, [], 'deletions at weight > 0');

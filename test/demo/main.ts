@@ -1,5 +1,6 @@
-// `npm run demo`: boots the test VM once, plays the rollout for every agent policy under both kernel behaviours
-// inside it (test/demo/vm-main.ts), and prints the table.
+// `npm run demo`: boots the test VM once and, inside it (test/demo/vm-main.ts), starts the real kube-apiserver,
+// kube-proxy (mode ipvs) and nginx, plays the rollout for every agent policy under both kernel behaviours, and
+// prints the table.
 //   npm run demo [-- --json] [-- --full] [-- --keep]
 // Progress goes to stderr; stdout carries the table, or with --json exactly one JSON object.
 import { readFileSync, rmSync } from 'node:fs';
@@ -20,7 +21,7 @@ if (values.help) {
   process.stdout.write(
     'usage: npm run demo [-- --json] [-- --full] [-- --keep]\n' +
       '  --json  one JSON object on stdout\n' +
-      '  --full  longer runs: over two minutes after each death (about 18 minutes in all)\n' +
+      '  --full  longer runs: over two minutes after each death, so kube-proxy\'s once-a-minute check runs twice\n' +
       '  --keep  keep the VM results dir: each scene\'s raw request records, marks and watcher events\n',
   );
   process.exit(0);
@@ -29,7 +30,8 @@ if (values.help) {
 const started = Date.now();
 const vm = await runInVm({
   script: `exec node dist/test/demo/vm-main.js${values.full ? ' --full' : ''}`,
-  timeoutMs: (values.full ? 60 : 25) * 60_000,
+  // kube-proxy's syncs take 8-80 s each under TCG, kube-apiserver minutes to start on a loaded host.
+  timeoutMs: (values.full ? 90 : 60) * 60_000,
   onOutput: (chunk) => process.stderr.write(chunk.replace(/^(?=.)/gm, '[vm] ')),
 });
 if (vm.exitCode !== 0) {

@@ -3,7 +3,7 @@
 // the host.
 import type { RealServerLogLine } from '../support/kube-proxy.js';
 import type { AccessLogEntry } from '../support/nginx.js';
-import { EMULATION_TEXT, type AgentPolicy, type KernelEmulation, type Timings } from './scene.js';
+import { EMULATION_TEXT, POLICIES, type AgentPolicy, type KernelEmulation, type Timings } from './scene.js';
 
 /** What the load client records for every request it sent (times: Date.now() in the VM). */
 export interface RequestRecord {
@@ -209,7 +209,7 @@ export function parseDemoResult(text: string): DemoResult {
   result.scenarios.forEach((s, i) => {
     for (const field of NUMBER_FIELDS)
       if (!Number.isInteger(s[field]) || s[field] < 0) fail(`scenario ${i}: ${field} is not a count`);
-    if (!['none', 'immediate', 'graceful'].includes(s.policy)) fail(`scenario ${i}: unknown policy ${s.policy}`);
+    if (!POLICIES.includes(s.policy)) fail(`scenario ${i}: unknown policy ${s.policy}`);
     if (!(s.emulation in EMULATION_TEXT)) fail(`scenario ${i}: unknown emulation ${s.emulation}`);
     const removal = s.realServerRemoval;
     if (removal !== null && (typeof removal !== 'object' || !Number.isFinite(removal.afterSliceRemovalMs)))

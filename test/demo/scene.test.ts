@@ -55,6 +55,8 @@ describe('scenes', () => {
         '4 new-kernel immediate',
         '5 old-kernel graceful',
         '6 new-kernel graceful',
+        '7 old-kernel drain',
+        '8 new-kernel drain',
       ],
     );
   });
@@ -129,7 +131,7 @@ describe('kernel emulations and agent flags', () => {
   });
 
   it('the agent\'s flags parse as the run command parses them', () => {
-    for (const policy of ['immediate', 'graceful'] as const) {
+    for (const policy of ['immediate', 'graceful', 'drain'] as const) {
       const [command, ...flags] = agentArgs(policy, '/tmp/kubeconfig');
       assert.equal(command, 'run');
       const options = parseRunOptions(flags, {});

@@ -6,10 +6,10 @@ import type { DestinationKey, ServiceKey } from '../../src/ipvs/types.js';
 import { sliceObject as kubeSlice, serviceObject as kubeService, type EndpointSpec, type ServiceSpec } from '../support/kube-objects.js';
 import { podAddresses } from '../support/netns.js';
 
-export type AgentPolicy = 'none' | 'immediate' | 'graceful';
+export type AgentPolicy = 'none' | 'immediate' | 'graceful' | 'drain';
 export type KernelEmulation = 'old-kernel' | 'new-kernel';
 
-export const POLICIES: readonly AgentPolicy[] = ['none', 'immediate', 'graceful'];
+export const POLICIES: readonly AgentPolicy[] = ['none', 'immediate', 'graceful', 'drain'];
 export const EMULATIONS: readonly KernelEmulation[] = ['old-kernel', 'new-kernel'];
 
 export const EMULATION_TEXT: Readonly<Record<KernelEmulation, string>> = {
