@@ -96,9 +96,13 @@ export class Janitor {
     });
   }
 
-  /** An event for the Service: goes before every resync step; bursts for one Service collapse into one run. */
+  /**
+   * An event for the Service: goes before every resync step; bursts for one Service collapse into one run.
+   * Events while the caches are not synced (a relist replays every object) are dropped: nothing would be
+   * decided on them, and the resync the agent runs on `synced` covers every Service.
+   */
   serviceChanged(ref: ServiceRef): void {
-    if (this.stopped) return;
+    if (this.stopped || !this.o.desired.isSynced()) return;
     const key = refKey(ref);
     if (!this.firstEventAt.has(key)) this.firstEventAt.set(key, this.clock());
     this.queue.add(key, 'high');

@@ -75,6 +75,21 @@ describe('janitor', () => {
     assert.equal(ipvs.count('deleteDestination'), 0);
   });
 
+  it('drops events while the caches are not synced: the resync on sync covers them, labelled as such', async () => {
+    desired.synced = false;
+    const j = janitor();
+    j.serviceChanged(web); // a relist replays every object before the caches are complete
+    desired.synced = true;
+    await j.idle();
+    assert.equal(ipvs.count('listDestinations'), 0);
+    await j.resync();
+    assert.deepEqual(
+      records.filter((r) => r.message === 'deleted real server').map((r) => r.trigger),
+      ['resync', 'resync'],
+    );
+    assert.doesNotMatch(await metrics.registry.getSingleMetricAsString('ipvs_janitor_event_to_deletion_seconds'), /_count \d*[1-9]/);
+  });
+
   it('in dry-run logs the decision and deletes nothing', async () => {
     const j = janitor({ mode: 'graceful' }, true);
     j.serviceChanged(web);
