@@ -367,6 +367,12 @@ export class StandIn {
       this.reply(res, 400, status(400, (err as Error).message));
       return;
     }
+    if (verb === 'watch' && query.has('sendInitialEvents')) {
+      // As kube-apiserver with the WatchList feature off: clients fall back to a list.
+      const message = 'sendInitialEvents is forbidden for watch unless the WatchList feature gate is enabled';
+      this.reply(res, 422, status(422, message));
+      return;
+    }
     const request = { ...target, selector, query };
     if (verb === 'watch') this.watch(res, request);
     else this.list(res, request);
