@@ -91,8 +91,12 @@ export async function runAgent(options: AgentOptions): Promise<void> {
   };
   informers.on('serviceChanged', (ref) => janitor.serviceChanged(ref));
   informers.on('sliceChanged', (ref) => janitor.serviceChanged(ref));
+  // A lasting failure (403 until someone fixes RBAC) is one warning, not one per retry; every retry is counted,
+  // and a different failure, or the same one after a recovery, warns again.
+  const lastFailure = new Map<Resource, string>();
   informers.on('synced', () => {
     updateSyncedGauges();
+    lastFailure.clear();
     log.info('informers synced: full resync', { services: informers.allServices().length });
     // Cleans what accumulated while we were not watching: a kube-proxy restart, a node failure, our own downtime.
     void janitor.resync();
@@ -103,7 +107,9 @@ export async function runAgent(options: AgentOptions): Promise<void> {
   });
   informers.on('informerError', (resource: Resource, message, retryInMs) => {
     metrics.informerRestarts.inc({ resource });
-    log.warn('informer stopped: restarting', { resource, error: message, retryInMs });
+    const level = lastFailure.get(resource) === message ? 'debug' : 'warn';
+    lastFailure.set(resource, message);
+    log.log(level, 'informer stopped: restarting', { resource, error: message, retryInMs });
   });
 
   const server = await serveHttp(options.metricsAddress, { ipvs, metrics, isSynced: () => informers.synced });
