@@ -72,9 +72,16 @@ const timeProcess = (command: string, args: readonly string[]): number => runPro
 /** What loading the agent's modules costs a process, in time and memory, before it does anything. */
 function measureStartup(): BenchResults['startup'] {
   const agentModule = new URL('../../src/agent/agent.js', import.meta.url).href;
+  // As `run` loads it: with the hook that keeps client-node's generated API index out.
+  const hooks = new URL('../../src/k8s/client-node-hooks.js', import.meta.url).href;
   const loaded = runProcess(
     process.execPath,
-    ['--input-type=module', '-e', `await import(${JSON.stringify(agentModule)}); console.log(process.memoryUsage().rss)`],
+    [
+      '--input-type=module',
+      '-e',
+      `(await import('node:module')).register(${JSON.stringify(hooks)}); ` +
+        `await import(${JSON.stringify(agentModule)}); console.log(process.memoryUsage().rss)`,
+    ],
     true,
   );
   return {
@@ -150,6 +157,7 @@ async function measureLatency(
   services: readonly number[],
 ): Promise<LatencyFigures> {
   const agentMs: number[] = [];
+  let deletedByResync = 0;
   const endToEndMs: number[] = [];
   const floorMs: number[] = [];
   let before = await agent.metrics();
@@ -176,11 +184,14 @@ async function measureLatency(
     const line = await deleted;
     const after = await agent.metrics();
     const observed = histogram(after).count - histogram(before).count;
-    if (observed !== 1) throw new Error(`expected one event_to_deletion observation, got ${observed}`);
+    // Resyncs run back to back: now and then the pass's step for this Service reads the kernel first.
+    const byEvent = line.trigger === 'event';
+    if (!byEvent) deletedByResync++;
+    if (observed !== (byEvent ? 1 : 0)) throw new Error(`expected ${byEvent ? 1 : 0} event_to_deletion observations, got ${observed}`);
     if ((await client.listDestinations(key)).some((d) => d.address === gone.address)) {
       throw new Error(`the agent logged deleting ${gone.address} but the kernel still has it`);
     }
-    if (n >= LATENCY_WARMUPS) {
+    if (n >= LATENCY_WARMUPS && byEvent) {
       agentMs.push((histogram(after).sum - histogram(before).sum) * 1000);
       endToEndMs.push(Date.parse(String(line.timestamp)) - written);
       floorMs.push(floor);
@@ -198,7 +209,8 @@ async function measureLatency(
   say(
     `latency ${tableSize}: agent p50 ${figures.agent.p50.toFixed(1)} / p99 ${figures.agent.p99.toFixed(1)} ms, ` +
       `end to end p50 ${figures.endToEnd.p50.toFixed(1)} / p99 ${figures.endToEnd.p99.toFixed(1)} ms, ` +
-      `floor p50 ${figures.floor.p50.toFixed(1)} / p99 ${figures.floor.p99.toFixed(1)} ms`,
+      `floor p50 ${figures.floor.p50.toFixed(1)} / p99 ${figures.floor.p99.toFixed(1)} ms; ` +
+      `${deletedByResync} deletions by the resync left out`,
   );
   return figures;
 }
@@ -256,6 +268,9 @@ async function main(): Promise<BenchResults> {
   }
 
   say(`stand-in: ${LARGE} Services, ${LARGE} EndpointSlices, ${LARGE * DESTINATIONS} endpoints`);
+  // The stand-in, not the real kube-apiserver, serves this phase: it measures the agent and the kernel, and the
+  // real server inside the TCG VM cannot be filled with these objects within the bench's time (20,000 creates took
+  // 6-10 minutes even on the host). The API server's side of a start is measured on the host (api-start.ts).
   const standin = await StandIn.start();
   for (let i = 0; i < LARGE; i++) {
     standin.apply(service(i));
@@ -263,11 +278,11 @@ async function main(): Promise<BenchResults> {
   }
   const agentStart = performance.now();
   const agent = AgentProcess.start(
-    ['--kubeconfig', standin.kubeconfigFile(), '--node-name', 'bench', '--metrics-address', '127.0.0.1:0', '--resync-period', '1h'],
+    // A period far shorter than a pass: resyncs run back to back, and every latency sample is taken during one.
+    ['--kubeconfig', standin.kubeconfigFile(), '--node-name', 'bench', '--metrics-address', '127.0.0.1:0', '--resync-period', '1s'],
     say,
   );
   try {
-    // No periodic resync during the measurements: a pass waits for a running resync (see the README section).
     await agent.waitFor((l) => l.message === 'informers synced: full resync', 'informers synced', AGENT_SYNC_TIMEOUT_MS);
     const syncSeconds = (performance.now() - agentStart) / 1000;
     say(`agent synced after ${syncSeconds.toFixed(0)} s; waiting for its full resync`);

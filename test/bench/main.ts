@@ -1,17 +1,37 @@
 // `npm run bench`: one boot of the test VM runs test/bench/in-vm.ts; its progress goes to stderr, the results table
 // to stdout, and the figures as JSON to test/bench/results.json (or the path given as the only argument).
 // `npm run bench -- --only read` measures only the reads (no agent): about a third of the time.
+// Then, on the host, the API server's cost of one agent start against the real kube-apiserver (api-start.ts);
+// `--only api` measures only that.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { benchApiStart, renderApiStart, type ApiStartResults } from './api-start.js';
 import { renderTable, type BenchResults } from './results.js';
 import { repoRoot, runInVm, tailLines } from '../vm/harness.js';
 
 const VM_TIMEOUT_MS = 60 * 60_000;
 
 const { values, positionals } = parseArgs({ options: { only: { type: 'string' } }, allowPositionals: true });
-if (values.only !== undefined && values.only !== 'read') throw new Error(`--only ${values.only}: only "read" is known`);
+if (values.only !== undefined && values.only !== 'read' && values.only !== 'api') {
+  throw new Error(`--only ${values.only}: use read or api`);
+}
 const jsonPath = resolve(positionals[0] ?? join(repoRoot(), 'test/bench/results.json'));
+const previous = JSON.parse(readFileSync(jsonPath, 'utf8')) as BenchResults & { apiStart?: ApiStartResults };
+
+const API_SERVICES = 10_000;
+const API_ENDPOINTS_PER_SLICE = 10;
+async function apiStart(): Promise<ApiStartResults> {
+  const figures = await benchApiStart(API_SERVICES, API_ENDPOINTS_PER_SLICE, 3);
+  const results = { date: new Date().toISOString().slice(0, 10), services: API_SERVICES, endpoints: API_SERVICES * API_ENDPOINTS_PER_SLICE, figures };
+  process.stdout.write(renderApiStart(results));
+  return results;
+}
+
+if (values.only === 'api') {
+  writeFileSync(jsonPath, `${JSON.stringify({ ...previous, apiStart: await apiStart() }, null, 2)}\n`);
+  process.exit(0);
+}
 const vm = await runInVm({
   env: values.only ? { BENCH_ONLY: values.only } : {},
   // The kernel's log tells of an OOM kill or a crash that the benchmark's own output cannot.
@@ -25,5 +45,6 @@ if (vm.exitCode !== 0) {
 }
 const results = JSON.parse(readFileSync(join(vm.outDir, 'bench.json'), 'utf8')) as BenchResults;
 process.stdout.write(renderTable(results));
-writeFileSync(jsonPath, `${JSON.stringify(results, null, 2)}\n`);
+const apiStartResults = values.only === 'read' ? previous.apiStart : await apiStart();
+writeFileSync(jsonPath, `${JSON.stringify({ ...results, apiStart: apiStartResults }, null, 2)}\n`);
 process.stderr.write(`figures written to ${jsonPath}; VM artifacts (CPU profile, if any) in ${vm.outDir}\n`);
