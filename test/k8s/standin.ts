@@ -1,6 +1,9 @@
 // A local stand-in for the Kubernetes API server: list and watch of Services and EndpointSlices, with the
 // resourceVersion, continue-token, bookmark and 410 Gone behaviour client libraries depend on, and controls
 // for tests to break things on purpose.
+// Kept for one use only: the benchmark's agent phase inside the TCG VM (test/bench/in-vm.ts), where the real
+// kube-apiserver cannot be filled with 10,000 Services and 100,000 endpoints within the benchmark's time. Every
+// test of the Kubernetes layer and of the agent runs against the real kube-apiserver.
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
