@@ -93,6 +93,8 @@ test(`churn: ${size.changes} EndpointSlice changes over ${size.services} Service
   const plan = churnPlan(size, seed);
   const cluster = await KubeCluster.start({ readyTimeoutMs: 8 * MINUTE });
   const ipvs = await IpvsClient.open();
+  // The sampler dumps while the test polls: one netlink socket each, no interleaved dumps.
+  const sampler = await IpvsClient.open();
   const events: SliceEvent[] = [];
   const watch = recordWatch(cluster, events);
   let proxy: KubeProxy | undefined;
@@ -111,14 +113,22 @@ test(`churn: ${size.changes} EndpointSlice changes over ${size.services} Service
       await putSlice(cluster, slice(i, plan.initial[i]!));
     }
     const current = plan.initial.map((eps) => eps);
+    let mismatch: string[] = [];
     const applied = async () => {
       const s = await sample(ipvs, size.services);
-      return current.every((eps, i) => {
-        const have = Object.entries(s.services[`${CHURN_NAMESPACE}/${serviceName(i)}`] ?? {}).filter(([, w]) => w > 0).map(([a]) => a).sort();
-        return JSON.stringify(have) === JSON.stringify(weightOne(eps));
-      }) ? s : undefined;
+      mismatch = current.flatMap((eps, i) => {
+        const name = `${CHURN_NAMESPACE}/${serviceName(i)}`;
+        const have = Object.entries(s.services[name] ?? {}).filter(([, w]) => w > 0).map(([a]) => a).sort();
+        const want = weightOne(eps);
+        return JSON.stringify(have) === JSON.stringify(want) ? [] : [`${name}: kernel ${have.join(',') || '-'}, API ${want.join(',') || '-'}`];
+      });
+      return mismatch.length === 0 ? s : undefined;
     };
-    await waitUntil('kube-proxy programs the initial Services', applied, 10 * MINUTE, 2000);
+    const waitApplied = (what: string) =>
+      waitUntil(what, applied, 10 * MINUTE, 2000).catch((err: Error) => {
+        throw new Error(`${err.message}; weight > 0 in the kernel vs the API:\n${mismatch.join('\n')}`);
+      });
+    await waitApplied('kube-proxy programs the initial Services');
     log(`kube-proxy programmed ${size.services} Services`);
 
     const kubeconfig = cluster.kubeconfig(cluster.users.admin);
@@ -143,9 +153,9 @@ test(`churn: ${size.changes} EndpointSlice changes over ${size.services} Service
     const prober = spawnInNetns(client.netns, process.execPath, [script('./churn-prober.js'), full ? '50' : '100', ...Array.from({ length: size.services }, (_, i) => clusterIP(i))]);
     const samples: KernelSample[] = [];
     let sampling = true;
-    const sampler = (async () => {
+    const sampled = (async () => {
       while (sampling) {
-        samples.push(await sample(ipvs, size.services));
+        samples.push(await sample(sampler, size.services));
         await sleep(full ? 5000 : 2000);
       }
     })();
@@ -159,7 +169,7 @@ test(`churn: ${size.changes} EndpointSlice changes over ${size.services} Service
     }
     log(`${plan.changes.length} changes in ${((Date.now() - churnStart) / 1000).toFixed(0)} s`);
 
-    const quiet = await waitUntil('kube-proxy applies the final state', applied, 10 * MINUTE, 2000);
+    const quiet = await waitApplied('kube-proxy applies the final state');
     log(`kube-proxy applied the final state ${((quiet.at - churnStart) / 1000).toFixed(0)} s after the first change`);
     // The agent acts on events; give it a few seconds past kube-proxy's last sync (its own resync is 60 s).
     const final = await waitUntil('no stale weight-0 real server', async () => {
@@ -167,7 +177,7 @@ test(`churn: ${size.changes} EndpointSlice changes over ${size.services} Service
       return staleZeroWeight(s, events).length === 0 || Date.now() - quiet.at > 30_000 ? s : undefined;
     }, MINUTE, 1000);
     sampling = false;
-    await sampler;
+    await sampled;
     prober.kill();
 
     const verdict = judge(deletions, events, [...samples, final], ALLOWANCE_MS);
@@ -209,6 +219,7 @@ test(`churn: ${size.changes} EndpointSlice changes over ${size.services} Service
     await proxy?.stop();
     await cluster.stop();
     ipvs.close();
+    sampler.close();
     teardown();
     deleteDummy('churn0');
   }
