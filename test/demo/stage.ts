@@ -3,6 +3,7 @@
 // the real kube-proxy (mode ipvs) turns them into the kernel's IPVS table; the agent is the real
 // `ipvs-janitor run`. Every step that needs kube-proxy waits until the kernel shows its effect: its syncs take
 // tens of seconds under emulation.
+import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { get } from 'node:http';
 import { join } from 'node:path';
@@ -16,6 +17,7 @@ import { waitUntil } from '../support/kube-proxy.js';
 import { createPod, deletePod, spawnInNetns, waitForOutput, type Pod } from '../support/netns.js';
 import { Cast, PROCESS_START_MS } from './cast.js';
 import { isEvent } from './json-child.js';
+import type { LoadEvent } from './load.js';
 import { summarize, type ScenarioMarks, type ScenarioResult } from './report.js';
 import {
   expectedWeights,
@@ -103,9 +105,12 @@ export class Stage {
       // Before the new pod exists in the table, so every slow request lands on the old pod.
       const longFrom = cast.direct.send({ cmd: 'long', count: t.longRequests, idleTimeoutMs: t.longIdleTimeoutMs });
       for (let i = 0, from = longFrom; i < t.longRequests; i++) {
-        const started = await cast.direct.wait(isEvent('long-started'), 'long request start', REPLY_MS, from);
-        if (started.pod !== scene.pods.old.name) throw new Error(`${label}: a slow request went to ${started.pod}, not the old pod`);
-        from = cast.direct.messages.indexOf(started) + 1;
+        const isStartOrEnd = (m: LoadEvent): m is Extract<LoadEvent, { event: 'long-started' | 'long-ended' }> =>
+          m.event === 'long-started' || m.event === 'long-ended';
+        const first = await cast.direct.wait(isStartOrEnd, 'long request start', REPLY_MS, from);
+        if (first.event === 'long-ended') throw new Error(`${label}: a slow request failed before its first byte (${first.error})`);
+        if (first.pod !== scene.pods.old.name) throw new Error(`${label}: a slow request went to ${first.pod}, not the old pod`);
+        from = cast.direct.messages.indexOf(first) + 1;
       }
       await this.enter(scene, 'new-ready', t);
       this.progress(`${label}: new pod in the table`);
@@ -213,5 +218,18 @@ export class Stage {
       const oldOk = phase !== 'old-terminating' || !have.has(old) || have.get(old) === 0;
       return wanted && oldOk ? true : undefined;
     }, t.kubeProxyApplyMs);
+    // A new ClusterIP is on kube-ipvs0 (KUBE-IPVS-IPS) before its ip:port is in KUBE-CLUSTER-IP, later in the same
+    // sync (9 s apart in one run): until then kube-proxy's KUBE-IPVS-FILTER rejects connections to it.
+    if (phase === 'old-ready') {
+      const entry = `${scene.clusterIP},tcp:${SERVICE_PORT}`;
+      await waitUntil(`${scene.serviceName}: kube-proxy lists ${entry} in KUBE-CLUSTER-IP`, () => {
+        try {
+          execFileSync('ipset', ['test', 'KUBE-CLUSTER-IP', entry], { stdio: 'ignore' });
+          return true;
+        } catch {
+          return undefined;
+        }
+      }, t.kubeProxyApplyMs, 500);
+    }
   }
 }
