@@ -61,6 +61,7 @@ export async function runAgent(options: AgentOptions): Promise<void> {
   const desired: DesiredState = {
     isSynced: () => informers.synced,
     services: () => informers.allServices().map((s) => ({ namespace: s.namespace, name: s.name })),
+    confirm: (ref: ServiceRef) => informers.confirmSlices(ref),
     virtualServicesOf: (ref: ServiceRef) => {
       const service = informers.service(ref);
       if (!service) return [];

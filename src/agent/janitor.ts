@@ -6,7 +6,7 @@ import type { IpvsApi, ServiceKey } from '../ipvs/types.js';
 import { isErrno, NetlinkError, NetlinkProtocolError, NetlinkTimeoutError } from '../netlink/errors.js';
 import { decide, type Deletion, type ObservedDestination, type ZeroWeightSince } from '../reconcile/decide.js';
 import { addressPortKey, destinationKeyString, serviceKeyString } from '../reconcile/keys.js';
-import type { DesiredVirtualService, Policy, ServiceRef } from '../reconcile/types.js';
+import type { CacheCheck, DesiredVirtualService, Policy, ServiceRef } from '../reconcile/types.js';
 import type { Logger } from './log.js';
 import { FollowedSet } from './followed.js';
 import type { Metrics } from './metrics.js';
@@ -20,6 +20,8 @@ export interface DesiredState {
   services(): ServiceRef[];
   /** The virtual services this node has for the Service; [] when the Service is unknown. */
   virtualServicesOf(ref: ServiceRef): DesiredVirtualService[];
+  /** Asks the source (the API server) whether what virtualServicesOf() says about the Service is current. */
+  confirm(ref: ServiceRef): Promise<CacheCheck>;
 }
 
 export interface JanitorOptions {
@@ -35,7 +37,12 @@ export interface JanitorOptions {
   drainPollIntervalMs?: number;
   /** How long a weight > 0 real server whose endpoint left is followed before the resync is left to it. */
   awaitZeroLimitMs?: number;
+  /** How soon a Service whose deletions waited for the cache to catch up is looked at again. */
+  confirmRetryMs?: number;
 }
+
+/** Reasons that rest on what the cache says about an endpoint; the others hold whatever it says. */
+const NEEDS_CURRENT_CACHE = new Set<Deletion['reason']>(['endpoint-gone', 'endpoint-not-serving', 'endpoint-drained']);
 
 type Trigger = { kind: 'event'; firstEventAt: number } | { kind: 'resync' } | { kind: 'follow-up' };
 
@@ -80,6 +87,8 @@ export class Janitor {
   /** Service keys whose next run is a follow-up: it reads only their followed virtual services. */
   private readonly followUpDue = new Set<string>();
   private followTimer: NodeJS.Timeout | undefined;
+  /** Services to look at again once their cache has had time to catch up with the API server. */
+  private readonly confirmRetries = new Map<string, NodeJS.Timeout>();
 
   constructor(private readonly o: JanitorOptions) {
     this.clock = o.clock ?? (() => performance.now());
@@ -131,6 +140,8 @@ export class Janitor {
   async stop(): Promise<void> {
     this.stopped = true;
     clearInterval(this.followTimer);
+    for (const timer of this.confirmRetries.values()) clearTimeout(timer);
+    this.confirmRetries.clear();
     await this.queue.shutDown();
     this.passes.stop();
   }
@@ -203,6 +214,9 @@ export class Janitor {
         return;
       }
       const followedHere = trigger.kind === 'follow-up' ? this.followed.virtualServicesOf(key) : undefined;
+      // One question to the API server per run of a Service, and only when a deletion depends on the answer.
+      let confirmation: Promise<CacheCheck> | undefined;
+      const confirm = () => (confirmation ??= this.o.desired.confirm(ref));
       for (const vs of wanted) {
         try {
           const vsKey = serviceKeyString(vs.key);
@@ -210,7 +224,7 @@ export class Janitor {
           // it may have been created since; a follow-up only those it follows.
           if (trigger.kind === 'resync' && pass?.kernel?.has(vsKey) === false) continue;
           if (followedHere !== undefined && !followedHere.delete(vsKey)) continue;
-          const zeroWeight = await this.reconcileVirtualService(vs, vsKey, trigger);
+          const zeroWeight = await this.reconcileVirtualService(vs, vsKey, trigger, confirm);
           this.passes.current?.zeroWeight.set(vsKey, zeroWeight);
         } catch (err) {
           // One unreadable virtual service (e.g. a zoned node address) costs only itself.
@@ -228,7 +242,12 @@ export class Janitor {
   }
 
   /** Returns how many weight-0 destinations the virtual service has after this pass. */
-  private async reconcileVirtualService(vs: DesiredVirtualService, key: string, trigger: Trigger): Promise<number> {
+  private async reconcileVirtualService(
+    vs: DesiredVirtualService,
+    key: string,
+    trigger: Trigger,
+    confirm: () => Promise<CacheCheck>,
+  ): Promise<number> {
     const lean = trigger.kind === 'resync' && !(await this.worthReading(vs, key));
     if (lean) return this.zeroWeightSince.get(key)?.size ?? 0;
     let destinations;
@@ -251,7 +270,12 @@ export class Janitor {
       });
     }
     let remaining = decision.zeroWeightSince.size;
+    const check = decision.deletions.some((d) => NEEDS_CURRENT_CACHE.has(d.reason)) ? await confirm() : undefined;
     for (const deletion of decision.deletions) {
+      if (check !== undefined && check.kind !== 'current' && NEEDS_CURRENT_CACHE.has(deletion.reason)) {
+        this.putOff(vs, deletion, check);
+        continue;
+      }
       // The caches may have changed while we read the kernel (the address came back, the Service went,
       // sync was lost): the decision is taken again on what they say now, right before the request goes out.
       const same = destinations.filter((d) => destinationKeyString(d) === destinationKeyString(deletion.destination));
@@ -338,6 +362,32 @@ export class Janitor {
     if (trigger.kind === 'event') this.o.metrics.eventToDeletion.observe((this.clock() - trigger.firstEventAt) / 1000);
     this.o.log.info('deleted real server', fields);
     return true;
+  }
+
+  /**
+   * A deletion that rests on the cache waits while the API server holds something the cache does not (yet):
+   * logged, counted, and the Service is looked at again shortly; by then the watch has delivered it, or it has
+   * been restarted (informers) and the cache is unsynced until it catches up.
+   */
+  private putOff(vs: DesiredVirtualService, deletion: Deletion, check: Exclude<CacheCheck, { kind: 'current' }>): void {
+    this.o.metrics.deletionsPutOff.inc({ cause: check.kind });
+    this.o.log.info('kept real server for now: the cache could not be confirmed against the API server', {
+      service: refKey(vs.service),
+      virtualService: describeServiceKey(vs.key),
+      realServer: addressPortKey(deletion.destination.address, deletion.destination.port),
+      weight: deletion.destination.weight,
+      reason: deletion.reason,
+      cache: check.kind,
+      detail: check.kind === 'behind' ? check.detail : check.error,
+    });
+    const key = refKey(vs.service);
+    if (this.confirmRetries.has(key) || this.stopped) return;
+    const timer = setTimeout(() => {
+      this.confirmRetries.delete(key);
+      if (!this.stopped) this.queue.add(key, 'high');
+    }, this.o.confirmRetryMs ?? 2000);
+    timer.unref();
+    this.confirmRetries.set(key, timer);
   }
 
   /** Runs the follow-up timer exactly while something is followed. */

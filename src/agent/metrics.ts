@@ -45,6 +45,12 @@ export function createMetrics() {
       buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30],
       registers,
     }),
+    deletionsPutOff: new Counter({
+      name: 'ipvs_janitor_deletions_put_off_total',
+      help: 'Deletions put off because the API server could not confirm the cache they rest on ("behind": it holds newer slices; "unavailable": no answer)',
+      labelNames: ['cause'] as const,
+      registers,
+    }),
     reconcileErrors: new Counter({
       name: 'ipvs_janitor_reconcile_errors_total',
       help: 'Services or virtual services skipped because their desired state or decision threw (see the warn log)',

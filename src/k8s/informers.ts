@@ -2,9 +2,11 @@
 // say "synced" only when the API server vouches that both are complete (see reflector.ts).
 import { EventEmitter } from 'node:events';
 import type { KubeConfig, V1EndpointSlice, V1Service } from '@kubernetes/client-node';
-import type { ServiceRef } from '../reconcile/types.js';
+import type { CacheCheck, ServiceRef } from '../reconcile/types.js';
+import { describeKubeError } from './config.js';
 import { Reflector, type ReflectorOptions, type ReflectorStats } from './reflector.js';
-import { toServiceRecord, toSliceRecord, type ServiceRecord, type SliceRecord } from './records.js';
+import { SERVICE_NAME_LABEL, toServiceRecord, toSliceRecord, type ServiceRecord, type SliceRecord } from './records.js';
+import { apiGet, readJson } from './transport.js';
 
 export type Resource = 'services' | 'endpointslices';
 
@@ -31,6 +33,14 @@ export type InformerStats = ReflectorStats;
  */
 export const SERVICE_SELECTOR = '!service.kubernetes.io/service-proxy-name,!service.kubernetes.io/headless';
 
+/** How long a confirmation read may take before the deletion it guards is put off. */
+const CONFIRM_TIMEOUT_MS = 10_000;
+/**
+ * A slice version the server showed this long ago and the watch still has not delivered: the watch is not
+ * delivering (a live one is milliseconds behind the server), and is restarted rather than left to idleTimeoutMs.
+ */
+const BEHIND_LIMIT_MS = 10_000;
+
 export const DEFAULT_OPTIONS: ReflectorOptions = {
   initialBackoffMs: 1000,
   maxBackoffMs: 30_000,
@@ -55,8 +65,13 @@ export class ClusterInformers extends EventEmitter<InformerEvents> {
   /** "namespace/slice" → the Service name the slice was last indexed under. */
   private readonly sliceOwner = new Map<string, string>();
   private isSynced = false;
+  /** Per "namespace/service": "namespace/slice@version" the server showed and the cache lacked → first seen. */
+  private readonly behindSince = new Map<string, Map<string, number>>();
 
-  constructor(kc: KubeConfig, options: InformerOptions = {}) {
+  constructor(
+    private readonly kc: KubeConfig,
+    options: InformerOptions = {},
+  ) {
     super();
     const opts = { ...DEFAULT_OPTIONS, ...options };
     const common = (resource: Resource) => ({
@@ -109,6 +124,53 @@ export class ClusterInformers extends EventEmitter<InformerEvents> {
   /** The Service's slices: those labelled kubernetes.io/service-name=<name> in its namespace. */
   slicesFor(ref: ServiceRef): SliceRecord[] {
     return [...(this.slicesByService.get(`${ref.namespace}/${ref.name}`)?.values() ?? [])];
+  }
+
+  /**
+   * Asks the API server for the Service's slices (a consistent read, one small list) and says whether the cache
+   * holds exactly them, version for version. Deletions that depend on an endpoint's state wait for 'current':
+   * a watch can hang without a sign while its cache still looks complete. A version the cache has lacked for
+   * longer than a live watch takes restarts the slice watch.
+   */
+  async confirmSlices(ref: ServiceRef): Promise<CacheCheck> {
+    let items: { metadata?: { name?: string; resourceVersion?: string } }[];
+    try {
+      const res = await apiGet(
+        this.kc,
+        `/apis/discovery.k8s.io/v1/namespaces/${encodeURIComponent(ref.namespace)}/endpointslices`,
+        { labelSelector: `${SERVICE_NAME_LABEL}=${ref.name}` },
+        AbortSignal.timeout(CONFIRM_TIMEOUT_MS),
+      );
+      items = (await readJson<{ items?: typeof items }>(res, () => {})).items ?? [];
+    } catch (err) {
+      return { kind: 'unavailable', error: describeKubeError(err) };
+    }
+    const cached = new Map(this.slicesFor(ref).map((s) => [s.name, s.resourceVersion]));
+    const missing: string[] = [];
+    for (const item of items) {
+      const name = item.metadata?.name ?? '';
+      const version = item.metadata?.resourceVersion ?? '';
+      if (cached.get(name) !== version) missing.push(`${ref.namespace}/${name}@${version}`);
+      cached.delete(name);
+    }
+    for (const name of cached.keys()) missing.push(`${ref.namespace}/${name}@deleted`);
+    const serviceKey = `${ref.namespace}/${ref.name}`;
+    const seenBefore = this.behindSince.get(serviceKey);
+    if (missing.length === 0) {
+      this.behindSince.delete(serviceKey);
+      return { kind: 'current' };
+    }
+    const now = Date.now();
+    const since = new Map(missing.map((key) => [key, seenBefore?.get(key) ?? now]));
+    this.behindSince.set(serviceKey, since);
+    const oldest = Math.min(...since.values());
+    if (now - oldest > BEHIND_LIMIT_MS) {
+      this.behindSince.clear();
+      this.slices.restart(
+        `the watch has not delivered what the API server showed ${Math.round((now - oldest) / 1000)} s ago (${missing[0]})`,
+      );
+    }
+    return { kind: 'behind', detail: `the API server has ${missing.join(', ')}` };
   }
 
   stats(): Record<Resource, InformerStats> {

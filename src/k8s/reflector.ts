@@ -55,7 +55,10 @@ export interface ReflectorStats {
   restarts: number;
   /** Full syncs: the first one, and one after each failure or expired resourceVersion. */
   lists: number;
-  /** Watches (and lists) abandoned because they delivered nothing, not even a bookmark, for idleTimeoutMs. */
+  /**
+   * Watches (and lists) abandoned because they delivered nothing, not even a bookmark, for idleTimeoutMs, or
+   * because a read found the cache behind the server for longer than a live watch takes to deliver (restart()).
+   */
   deadWatches: number;
   /** The cache is complete and watching. */
   watching: boolean;
@@ -127,6 +130,7 @@ export class Reflector<Api, R extends Keyed> {
   private wake: (() => void) | undefined;
   private readonly counts = { restarts: 0, lists: 0, deadWatches: 0 };
   private fullSync: FullSync = 'none';
+  private restartReason: string | undefined;
 
   constructor(
     private readonly kc: KubeConfig,
@@ -142,6 +146,17 @@ export class Reflector<Api, R extends Keyed> {
     if (!this.stopped) return;
     this.stopped = false;
     this.running = this.run();
+  }
+
+  /**
+   * Abandons the current request as a failure: the cache is incomplete until a resumed watch catches up with a
+   * freshly read version. For a stream that looks alive but is not delivering (found behind the server by a read).
+   */
+  restart(reason: string): void {
+    if (this.stopped || !this.abort) return;
+    this.restartReason = reason;
+    this.counts.deadWatches++;
+    this.abort.abort();
   }
 
   async stop(): Promise<void> {
@@ -185,7 +200,8 @@ export class Reflector<Api, R extends Keyed> {
         if (revision(this.resourceVersion) === undefined) this.needsFullSync = true;
         // Read afresh on the next attempt: what changed during this failure must be covered as well.
         this.catchUpTo = undefined;
-        const message = describeKubeError(err);
+        const message = this.restartReason ?? describeKubeError(err);
+        this.restartReason = undefined;
         this.setSynced(false, message);
         const ceiling = Math.min(this.options.maxBackoffMs, this.options.initialBackoffMs * 2 ** this.failures);
         const delay = Math.round(ceiling * (0.5 + Math.random() / 2));

@@ -40,6 +40,16 @@ export interface DesiredVirtualService {
  * - immediate: always.
  * maxDrainSeconds bounds how long any weight-0 real server stays, served or draining.
  */
+/**
+ * Whether the cache a decision was taken from still matches what the API server holds, asked of the server right
+ * before a deletion that depends on an endpoint's state: a watch can hang without a sign, and its cache then looks
+ * complete while it is not.
+ */
+export type CacheCheck =
+  | { kind: 'current' }
+  | { kind: 'behind'; detail: string }
+  | { kind: 'unavailable'; error: string };
+
 export type Policy =
   | { mode: 'graceful'; maxDrainSeconds?: number }
   | { mode: 'drain'; maxDrainSeconds?: number }

@@ -66,6 +66,8 @@ describe('drain policy on the real kernel', () => {
     isSynced: () => true,
     services: () => [web],
     virtualServicesOf: (ref) => (ref.name === web.name ? [...wanted.values()] : []),
+    // This file's desired state is the test's own map, always current.
+    confirm: async () => ({ kind: 'current' }),
   };
   let ipvs: IpvsClient;
   let janitor: Janitor;

@@ -10,6 +10,7 @@ import { KubeConfigError, loadKubeConfig } from '../../src/k8s/config.js';
 import { ClusterInformers, type InformerEvents, type InformerOptions } from '../../src/k8s/informers.js';
 import { freePort, KubeCluster, type KubeUser } from '../support/kube-cluster.js';
 import { createService, deleteSlice, ensureNamespace, putSlice, sliceObject } from '../support/kube-objects.js';
+import { HttpFault } from '../support/http-fault.js';
 import { Toxiproxy } from '../support/toxiproxy.js';
 
 /** The next `name` event whose arguments satisfy `accept`. Subscribe before causing it. */
@@ -315,6 +316,50 @@ describe('ClusterInformers against the real API server', { timeout: 900_000 }, (
     await toxiproxy.removeToxic(proxy, 'hang');
     await within(resynced, 60_000, 'synced after the hang ended');
     assert.deepEqual(informers.slicesFor({ namespace: 'hang', name: 'web' })[0]?.endpoints.map((e) => e.address), ['10.6.0.2']);
+  });
+
+  it('confirms a Service against the server, and restarts a watch found behind it long before the idle limit', T, async () => {
+    await ensureNamespace(cluster, 'behind');
+    await createService(cluster, { namespace: 'behind', name: 'web' });
+    await putSlice(cluster, sliceObject('behind', 'web-1', 'web', [{ ip: '10.7.0.1', ready: true }]));
+    const fault = await HttpFault.start(cluster);
+    try {
+      // Straight through the HTTP fault proxy; the default 90 s idle limit, so only the confirmation can tell.
+      informers = new ClusterInformers(loadKubeConfig(cluster.kubeconfig(cluster.users.admin, `https://127.0.0.1:${fault.port}`)), FAST);
+      const synced = next(informers, 'synced');
+      informers.start();
+      await within(synced, 60_000, 'informers synced');
+      const web = { namespace: 'behind', name: 'web' };
+      assert.deepEqual(await informers.confirmSlices(web), { kind: 'current' });
+
+      // The watch stops delivering while the server answers everything else; a new endpoint appears.
+      fault.freezeWatches();
+      await putSlice(cluster, sliceObject('behind', 'web-1', 'web', [
+        { ip: '10.7.0.1', ready: true },
+        { ip: '10.7.0.2', ready: false, serving: true, terminating: true },
+      ]));
+      const first = await informers.confirmSlices(web);
+      assert.equal(first.kind, 'behind');
+      assert.match(first.kind === 'behind' ? first.detail : '', /behind\/web-1@\d+/);
+      assert.equal(informers.synced, true, 'the cache still looks complete: only asking the server tells');
+
+      const unsynced = next(informers, 'unsynced');
+      await new Promise((r) => setTimeout(r, 10_500));
+      assert.equal((await informers.confirmSlices(web)).kind, 'behind');
+      const [reason] = await within(unsynced, 5000, 'unsynced after the watch was found behind for 10 s');
+      assert.match(reason, /endpointslices: the watch has not delivered what the API server showed 1\d s ago/);
+      assert.equal(informers.stats().endpointslices.deadWatches, 1);
+
+      const resynced = next(informers, 'synced');
+      fault.thawWatches();
+      await within(resynced, 60_000, 'synced once watches deliver again');
+      assert.deepEqual(await informers.confirmSlices(web), { kind: 'current' });
+      assert.deepEqual(informers.slicesFor(web)[0]?.endpoints.map((e) => e.address), ['10.7.0.1', '10.7.0.2']);
+    } finally {
+      await informers?.stop();
+      informers = undefined;
+      await fault.stop();
+    }
   });
 
   it('stays unsynced on 403 with one clear line per failure, and syncs once RBAC grants the rights', T, async () => {

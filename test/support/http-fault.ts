@@ -2,7 +2,10 @@
 // answer to a list. It terminates TLS with the fixture's own serving certificate (so the agent still verifies the
 // server against the cluster CA), forwards every request unchanged to the real server and streams the answer back;
 // while armed it answers lists (GET without watch, or a streaming list with sendInitialEvents) with a 500 Status.
+// It can also freeze watches alone (a stream that stops delivering while the server answers everything else), which
+// no TCP proxy can: its toxics hit every connection of a proxy alike.
 import { readFileSync } from 'node:fs';
+import type { ServerResponse } from 'node:http';
 import { createServer, request, type Server } from 'node:https';
 import { join } from 'node:path';
 import type { KubeCluster } from './kube-cluster.js';
@@ -37,6 +40,9 @@ export class HttpFault {
   failLists = false;
   /** Lists answered 500 so far. */
   failed = 0;
+  private frozen = false;
+  /** Watch answers being streamed, and watches held unanswered while frozen. */
+  private readonly watches = new Map<ServerResponse, () => void>();
 
   private constructor(
     private readonly server: Server,
@@ -54,11 +60,23 @@ export class HttpFault {
           res.writeHead(500, { 'content-type': 'application/json' }).end(internalError);
           return;
         }
+        // Streaming lists too: after their initial events they carry the changes like any watch.
+        const watchParam = new URL(req.url ?? '/', 'https://x').searchParams.get('watch');
+        const isWatch = req.method === 'GET' && (watchParam === '1' || watchParam === 'true');
+        if (isWatch && fault?.frozen) {
+          fault.watches.set(res, () => {});
+          res.on('close', () => fault?.watches.delete(res));
+          return;
+        }
         const upstream = request(
           { host, port, path: req.url, method: req.method, headers: endToEnd(req.headers), ca: cluster.ca },
           (answer) => {
             res.writeHead(answer.statusCode ?? 502, endToEnd(answer.headers));
             answer.pipe(res);
+            if (isWatch && fault) {
+              fault.watches.set(res, () => answer.unpipe(res));
+              res.on('close', () => fault?.watches.delete(res));
+            }
             // A stream the server cut (a restart) is cut for the client too, not ended as if complete.
             answer.on('aborted', () => res.destroy());
           },
@@ -71,6 +89,19 @@ export class HttpFault {
     await new Promise<void>((resolve) => server.listen(0, host, resolve));
     fault = new HttpFault(server, (server.address() as { port: number }).port);
     return fault;
+  }
+
+  /** Watch streams deliver nothing more and new watches get no answer; their connections stay open. */
+  freezeWatches(): void {
+    this.frozen = true;
+    for (const stopDelivering of this.watches.values()) stopDelivering();
+  }
+
+  /** Cuts the frozen watches (their clients reconnect) and lets new ones through. */
+  thawWatches(): void {
+    this.frozen = false;
+    for (const res of this.watches.keys()) res.destroy();
+    this.watches.clear();
   }
 
   async stop(): Promise<void> {

@@ -3,7 +3,7 @@
 import { Janitor, type DesiredState, type JanitorOptions } from '../../src/agent/janitor.js';
 import { createMetrics, type Metrics } from '../../src/agent/metrics.js';
 import type { DestinationSpec, ServiceKey } from '../../src/ipvs/types.js';
-import type { DesiredEndpoint, DesiredVirtualService, Policy, ServiceRef } from '../../src/reconcile/types.js';
+import type { CacheCheck, DesiredEndpoint, DesiredVirtualService, Policy, ServiceRef } from '../../src/reconcile/types.js';
 import { captureLog, type LogRecord } from './capture-log.js';
 import { FakeIpvs } from './fake-ipvs.js';
 
@@ -33,12 +33,19 @@ export class StaticDesired implements DesiredState {
   others = new Map<string, () => DesiredVirtualService[]>();
   /** How often the janitor asked for the Service list: once per resync pass. */
   listed = 0;
+  /** What the API server says of the cache when asked; every question is recorded. */
+  cacheCheck: CacheCheck = { kind: 'current' };
+  confirmed: string[] = [];
   isSynced() {
     return this.synced;
   }
   services() {
     this.listed++;
     return [...[...this.others.keys()].map((name) => ({ namespace: 'shop', name })), web];
+  }
+  async confirm(ref: ServiceRef): Promise<CacheCheck> {
+    this.confirmed.push(`${ref.namespace}/${ref.name}`);
+    return this.cacheCheck;
   }
   virtualServicesOf(ref: ServiceRef): DesiredVirtualService[] {
     if (ref.name === web.name) return this.webExists ? [{ service: web, key: vip, endpoints: this.endpoints }] : [];
