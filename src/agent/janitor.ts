@@ -147,11 +147,12 @@ export class Janitor {
   }
 
   private async beginPass(pass: ResyncPass): Promise<void> {
-    this.endPassTimer = this.o.metrics.reconcileDuration.startTimer({ trigger: 'resync' });
     if (!this.o.desired.isSynced()) {
       this.o.log.debug('resync skipped: informers not synced');
       return this.passes.finish(pass, 'skipped');
     }
+    // Only passes that run are timed: a skipped one would read as an instant resync.
+    this.endPassTimer = this.o.metrics.reconcileDuration.startTimer({ trigger: 'resync' });
     try {
       // One dump of the kernel's virtual services: only those it lists get their real servers read.
       const listed = await this.o.ipvs.listServices();
@@ -180,6 +181,7 @@ export class Janitor {
     }
     this.o.metrics.resyncs.inc({ result });
     this.endPassTimer?.();
+    this.endPassTimer = undefined;
   }
 
   private async reconcileService(key: string, priority: Priority): Promise<void> {

@@ -134,6 +134,21 @@ describe('janitor', () => {
     assert.equal(ipvs.count('listDestinations'), 1);
   });
 
+  it('times only the resync passes that run: a pass skipped while unsynced is not an instant resync', async () => {
+    const j = janitor();
+    const timed = async () =>
+      /ipvs_janitor_reconcile_duration_seconds_count\{trigger="resync"\} (\d+)/.exec(
+        await metrics.registry.getSingleMetricAsString('ipvs_janitor_reconcile_duration_seconds'),
+      )?.[1] ?? '0';
+    desired.synced = false;
+    await j.resync();
+    assert.equal(await timed(), '0');
+    desired.synced = true;
+    await j.resync();
+    assert.equal(await timed(), '1');
+    assert.match(await metrics.registry.getSingleMetricAsString('ipvs_janitor_resyncs_total'), /result="skipped"} 1/);
+  });
+
   it('resync counts the weight-0 real servers left and cleans stale ones', async () => {
     const j = janitor();
     await j.resync();
