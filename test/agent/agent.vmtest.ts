@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { IpvsClient } from '../../src/ipvs/client.js';
 import type { DestinationSpec, ServiceKey } from '../../src/ipvs/types.js';
 import { AgentProcess, isDeletion, isSynced, until, type LogLine } from '../support/agent-process.js';
-import { KubeCluster } from '../support/kube-cluster.js';
+import { freePort, KubeCluster } from '../support/kube-cluster.js';
 import { ensureNamespace, putSlice, sliceObject, type EndpointSpec } from '../support/kube-objects.js';
 import { ChartIdentity } from '../support/rbac.js';
 
@@ -179,6 +179,35 @@ describe('ipvs-janitor run against the real kernel and the real API server', () 
       await stopAgent(agent);
     }
     await ipvs.deleteDestination(clusterV4, rs('10.240.5.7', 0));
+  });
+
+  it('without its RBAC (rbac.create=false) says so in one warning per resource, stays unready and deletes nothing', async () => {
+    await ipvs.createDestination(clusterV4, rs('10.240.5.8', 0));
+    const port = await freePort();
+    // The agent's own user with no binding at all: what a release with rbac.create=false leaves it.
+    const agent = AgentProcess.start([
+      '--kubeconfig', cluster.kubeconfig(cluster.users.agent), '--metrics-address', `127.0.0.1:${port}`,
+      '--resync-period', '1s', '--nodeport-addresses', NODE_IP,
+    ]);
+    try {
+      const refused = (resource: string) => (l: LogLine) =>
+        l.message === 'informer stopped: restarting' && l.resource === resource && /403/.test(String(l.error));
+      for (const resource of ['services', 'endpointslices']) await agent.waitFor(refused(resource), `a 403 on ${resource}`, AGENT_SYNCED_MS);
+      // Retries at 1, 2, 4 s...: several have happened by now, each counted, none logged again.
+      await new Promise((r) => setTimeout(r, 8000));
+      const warnings = agent.lines.filter((l) => l.level === 'warn' && l.message === 'informer stopped: restarting');
+      assert.deepEqual(warnings.map((l) => l.resource).sort(), ['endpointslices', 'services'], agent.describe());
+      assert.match(String(warnings[0]?.error), /403 Forbidden.*RBAC/s);
+      const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      const restarts = /ipvs_janitor_informer_restarts_total\{resource="services"\} (\d+)/.exec(metrics)?.[1];
+      assert.ok(Number(restarts) >= 2, `retries are counted: ${restarts}`);
+      assert.equal((await fetch(`http://127.0.0.1:${port}/readyz`)).status, 503);
+      assert.equal(agent.lines.some(isDeletion), false);
+      assert.equal((await weights(clusterV4))['10.240.5.8'], 0);
+    } finally {
+      await stopAgent(agent);
+      await ipvs.deleteDestination(clusterV4, rs('10.240.5.8', 0));
+    }
   });
 
   it('under --policy immediate deletes a terminating-but-serving real server at weight 0', async () => {
