@@ -42,32 +42,61 @@ const MINUTE = 60_000;
 const ALLOWANCE_MS = 2000;
 const log = (line: string) => console.log(`# churn ${line}`);
 
-/** The test's own watch of the namespace's EndpointSlices, with arrival times. */
-function recordWatch(cluster: KubeCluster, events: SliceEvent[]): { done: Promise<void>; stop: () => void } {
-  let stop = () => undefined as void;
-  const done = new Promise<void>((resolve, reject) => {
-    const path = `/apis/discovery.k8s.io/v1/namespaces/${CHURN_NAMESPACE}/endpointslices?watch=1&resourceVersion=0&timeoutSeconds=7200`;
-    const req = request(`${cluster.url}${path}`, { ca: cluster.ca, headers: { authorization: `Bearer ${cluster.users.admin.token}` } }, (res) => {
-      if (res.statusCode !== 200) return reject(new Error(`watch answered ${res.statusCode}`));
+/**
+ * The test's own watch of the namespace's EndpointSlices, with arrival times. The API server ends a watch when it
+ * likes (one was reset after 14 minutes): it is resumed from the last resourceVersion seen, so the record has no
+ * gap; a 410 (history compacted) fails the test, since the record would have one.
+ */
+function recordWatch(cluster: KubeCluster, events: SliceEvent[]): { stop: () => void; failure: () => Error | undefined } {
+  let stopped = false;
+  let failure: Error | undefined;
+  let resourceVersion = '0';
+  let current: ReturnType<typeof request> | undefined;
+  const open = (): void => {
+    if (stopped) return;
+    const path = `/apis/discovery.k8s.io/v1/namespaces/${CHURN_NAMESPACE}/endpointslices?watch=1&allowWatchBookmarks=true&resourceVersion=${resourceVersion}`;
+    let reopened = false;
+    const again = () => {
+      if (stopped || reopened) return;
+      reopened = true;
+      setTimeout(open, 500);
+    };
+    current = request(`${cluster.url}${path}`, { ca: cluster.ca, headers: { authorization: `Bearer ${cluster.users.admin.token}` } }, (res) => {
+      if (res.statusCode !== 200) {
+        failure ??= new Error(`the recorded watch answered ${res.statusCode}`);
+        return;
+      }
       createInterface({ input: res }).on('line', (line) => {
-        const e = JSON.parse(line) as { type: SliceEvent['type'] | 'ERROR'; object: { metadata: { name: string; labels?: Record<string, string> }; endpoints?: { addresses: string[]; conditions?: { serving?: boolean } }[] } };
-        if (e.type === 'ERROR') return reject(new Error(`watch error: ${line}`));
+        const e = JSON.parse(line) as {
+          type: SliceEvent['type'] | 'ERROR' | 'BOOKMARK';
+          object: { metadata: { name: string; resourceVersion: string; labels?: Record<string, string> }; endpoints?: { addresses: string[]; conditions?: { serving?: boolean } }[] };
+        };
+        if (e.type === 'ERROR') {
+          failure ??= new Error(`the recorded watch has a gap: ${line}`);
+          return;
+        }
+        resourceVersion = e.object.metadata.resourceVersion;
+        if (e.type === 'BOOKMARK') return;
         const endpoints: Record<string, boolean> = {};
         for (const ep of e.object.endpoints ?? []) for (const a of ep.addresses) endpoints[a] = ep.conditions?.serving ?? true;
         const name = e.object.metadata.labels?.['kubernetes.io/service-name'] ?? '';
         events.push({ at: Date.now(), type: e.type, service: `${CHURN_NAMESPACE}/${name}`, slice: e.object.metadata.name, endpoints });
       });
-      res.on('end', () => resolve());
+      res.on('end', again);
+      res.on('aborted', again);
+      res.on('error', () => undefined);
     });
-    req.on('error', (err) => (stopped ? resolve() : reject(err)));
-    req.end();
-    let stopped = false;
-    stop = () => {
+    current.on('error', again);
+    current.end();
+  };
+  open();
+  return {
+    stop: () => {
       stopped = true;
-      req.destroy();
-    };
-  });
-  return { done, stop };
+      current?.destroy();
+    },
+    failure: () => failure,
+  };
 }
 
 async function sample(ipvs: IpvsClient, services: number): Promise<KernelSample> {
@@ -180,6 +209,8 @@ test(`churn: ${size.changes} EndpointSlice changes over ${size.services} Service
     await sampled;
     prober.kill();
 
+    const watchFailure = watch.failure();
+    if (watchFailure) throw watchFailure;
     const verdict = judge(deletions, events, [...samples, final], ALLOWANCE_MS);
     const stale = staleZeroWeight(final, events);
     const errorLines = proxy.count('Error in deleting real server', kubeProxyFrom);
