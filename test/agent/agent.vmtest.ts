@@ -182,7 +182,7 @@ describe('ipvs-janitor run against the real kernel and the real API server', () 
   });
 
   it('without its RBAC (rbac.create=false) says so in one warning per resource, stays unready and deletes nothing', async () => {
-    await ipvs.createDestination(clusterV4, rs('10.240.5.8', 0));
+    await ipvs.createDestination(clusterV4, rs('10.240.5.66', 0));
     const port = await freePort();
     // The agent's own user with no binding at all: what a release with rbac.create=false leaves it.
     const agent = AgentProcess.start([
@@ -203,10 +203,10 @@ describe('ipvs-janitor run against the real kernel and the real API server', () 
       assert.ok(Number(restarts) >= 2, `retries are counted: ${restarts}`);
       assert.equal((await fetch(`http://127.0.0.1:${port}/readyz`)).status, 503);
       assert.equal(agent.lines.some(isDeletion), false);
-      assert.equal((await weights(clusterV4))['10.240.5.8'], 0);
+      assert.equal((await weights(clusterV4))['10.240.5.66'], 0);
     } finally {
       await stopAgent(agent);
-      await ipvs.deleteDestination(clusterV4, rs('10.240.5.8', 0));
+      await ipvs.deleteDestination(clusterV4, rs('10.240.5.66', 0));
     }
   });
 
