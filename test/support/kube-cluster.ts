@@ -4,7 +4,7 @@
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
-import { request as httpRequest } from 'node:http';
+import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -123,22 +123,25 @@ async function stopProcess(child: ChildProcess | undefined, graceMs = 10_000): P
   clearTimeout(timer);
 }
 
+/** The whole answer, its body parsed when it is JSON (metrics and health checks answer plain text). */
+function collect<T>(res: IncomingMessage, resolve: (answer: ApiResponse<T>) => void): void {
+  const chunks: Buffer[] = [];
+  res.on('data', (c: Buffer) => chunks.push(c));
+  res.on('end', () => {
+    const text = Buffer.concat(chunks).toString();
+    let parsed: unknown = text;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      /* plain text */
+    }
+    resolve({ status: res.statusCode ?? 0, body: parsed as T, text });
+  });
+}
+
 function plainRequest(url: string, method: string, body?: unknown): Promise<ApiResponse> {
   return new Promise((resolve, reject) => {
-    const req = httpRequest(url, { method, headers: { 'content-type': 'application/json' } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString();
-        let parsed: unknown = text;
-        try {
-          parsed = JSON.parse(text);
-        } catch {
-          /* not JSON */
-        }
-        resolve({ status: res.statusCode ?? 0, body: parsed, text });
-      });
-    });
+    const req = httpRequest(url, { method, headers: { 'content-type': 'application/json' } }, (res) => collect(res, resolve));
     req.on('error', reject);
     req.end(body === undefined ? undefined : JSON.stringify(body));
   });
@@ -309,20 +312,7 @@ export class KubeCluster {
           ca: this.ca,
           headers: { authorization: `Bearer ${user.token}`, 'content-type': contentType, accept: 'application/json' },
         },
-        (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('end', () => {
-            const text = Buffer.concat(chunks).toString();
-            let parsed: unknown = text;
-            try {
-              parsed = JSON.parse(text);
-            } catch {
-              /* plain text (metrics, healthz) */
-            }
-            resolve({ status: res.statusCode ?? 0, body: parsed as T, text });
-          });
-        },
+        (res) => collect(res, resolve),
       );
       req.on('error', reject);
       req.end(body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body));
