@@ -11,6 +11,7 @@ import { ClusterInformers, type InformerEvents, type InformerOptions } from '../
 import { freePort, KubeCluster, type KubeUser } from '../support/kube-cluster.js';
 import { createService, deleteSlice, ensureNamespace, putSlice, sliceObject } from '../support/kube-objects.js';
 import { HttpFault } from '../support/http-fault.js';
+import { until } from '../support/poll.js';
 import { Toxiproxy } from '../support/toxiproxy.js';
 
 /** The next `name` event whose arguments satisfy `accept`. Subscribe before causing it. */
@@ -31,15 +32,6 @@ function next<K extends keyof InformerEvents>(
 
 const refIs = (want: { namespace: string; name: string }) => (ref: { namespace: string; name: string }) =>
   ref.namespace === want.namespace && ref.name === want.name;
-
-/** For state no event announces. */
-async function until(condition: () => boolean, what: string, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`not within ${timeoutMs} ms: ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 /** Fails with `what` instead of hanging when `promise` does not settle in time. */
 async function within<T>(promise: Promise<T>, timeoutMs: number, what: string): Promise<T> {
@@ -369,7 +361,7 @@ describe('ClusterInformers against the real API server', { timeout: 900_000 }, (
     let synced = 0;
     informers.on('synced', () => synced++);
     informers.start();
-    await until(() => errors.length >= 4, '403 errors from both informers');
+    await until(() => errors.length >= 4, '403 errors from both informers', 30_000);
     for (const [resource, message] of errors) {
       assert.match(message, new RegExp(`^API server answered 403 Forbidden: .*User "ipvs-janitor-agent" cannot \\w+ resource "${resource}"`));
       assert.match(message, /check the credentials and the RBAC rights/);
@@ -407,7 +399,7 @@ describe('ClusterInformers against the real API server', { timeout: 900_000 }, (
     const [, message] = await first;
     assert.match(message, /ECONNREFUSED/);
     assert.ok(message.includes(`127.0.0.1:${port}`) && !message.includes('\n'), message);
-    await until(() => informers!.stats().services.restarts >= 2, 'two restarts');
+    await until(() => informers!.stats().services.restarts >= 2, 'two restarts', 30_000);
     assert.deepEqual([informers.synced, synced], [false, 0]);
   });
 

@@ -3,21 +3,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { until } from './poll.js';
 
 const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
 export type LogLine = Record<string, unknown> & { level?: string; message?: string; timestamp?: string };
 
-/** Polls `probe` every 50 ms until it returns something other than undefined/false. */
-export async function until<T>(probe: () => Promise<T | undefined | false> | T | undefined | false, what: string, ms = 60_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms / 1000} s waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+export { until };
 
 export const isDeletion = (l: LogLine): boolean => l.message === 'deleted real server';
 /** The agent's "the caches are complete" line (its full resync follows). */
