@@ -20,6 +20,7 @@ import {
   waitForOutput,
   type Pod,
 } from '../support/netns.js';
+import { until } from '../support/poll.js';
 
 const POD_SERVER = fileURLToPath(new URL('../demo/pod-server.js', import.meta.url));
 const POLL_MS = 200;
@@ -51,13 +52,8 @@ const ep = (pod: Pod, condition: DesiredEndpoint['condition'], port = 8080): Des
 });
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-async function until(check: () => Promise<boolean>, what: string, ms = 30_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) assert.fail(`${what}: not within ${ms} ms`);
-    await sleep(20);
-  }
-}
+// Drain decisions are timed to one --drain-poll-interval: poll the kernel every 20 ms.
+const soon = (check: () => Promise<boolean>, what: string, ms = 30_000) => until(check, what, ms, 20);
 
 describe('drain policy on the real kernel', () => {
   const web: ServiceRef = { namespace: 'shop', name: 'web' };
@@ -143,7 +139,7 @@ describe('drain policy on the real kernel', () => {
     servers.get(old.name)?.kill('SIGUSR1'); // the pod finishes its in-flight work
     await waitForOutput(request, /^END$/);
     const ended = performance.now();
-    await until(async () => (await find(svc, old)) === undefined, 'drained real server deleted');
+    await soon(async () => (await find(svc, old)) === undefined, 'drained real server deleted');
     const tookMs = performance.now() - ended;
     assert.ok(tookMs < WITHIN_ONE_INTERVAL_MS, `deleted ${Math.round(tookMs)} ms after the request ended`);
     process.stdout.write(`# drained real server deleted ${Math.round(tookMs)} ms after its request ended (poll ${POLL_MS} ms)\n`);
@@ -178,7 +174,7 @@ describe('drain policy on the real kernel', () => {
     await ipvs.createDestination(svc, rs(old, 1, 5353));
     want(svc, [ep(old, 'ready', 5353)]);
     await execInNetns(client.netns, process.execPath, ['-e', UDP_CLIENT, svc.address, '53']);
-    await until(async () => ((await find(svc, old))?.inactiveConnections ?? 0) >= 1, 'the datagram made a UDP entry', 5000);
+    await soon(async () => ((await find(svc, old))?.inactiveConnections ?? 0) >= 1, 'the datagram made a UDP entry', 5000);
     assert.equal((await find(svc, old))?.activeConnections, 0);
     await ipvs.updateDestination(svc, rs(old, 0, 5353));
 

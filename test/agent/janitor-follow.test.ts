@@ -3,17 +3,12 @@
 import assert from 'node:assert/strict';
 import { beforeEach, describe, it } from 'node:test';
 import { ep, JanitorRig, rs, vip, web } from '../support/janitor-rig.js';
+import { until } from '../support/poll.js';
 
 const POLL = { drainPollIntervalMs: 10 };
 
-/** Waits, on real time, until `check` holds; fails after `ms`. */
-async function until(check: () => boolean | Promise<boolean>, ms = 2000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) assert.fail(`condition not met within ${ms} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}
+// Waits on real time; the fake answers at once, so it polls every 5 ms within tight bounds.
+const soon = (check: () => boolean | Promise<boolean>, what: string, ms = 2000) => until(check, what, ms, 5);
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe('janitor: followed real servers', () => {
@@ -41,12 +36,12 @@ describe('janitor: followed real servers', () => {
 
     // Re-read on the timer, never deleted while active: the request in flight finishes.
     const readsBefore = rig.ipvs.count('listDestinations');
-    await until(() => rig.ipvs.count('listDestinations') >= readsBefore + 3);
+    await soon(() => rig.ipvs.count('listDestinations') >= readsBefore + 3, 'three follow-up reads');
     assert.equal(rig.ipvs.count('deleteDestination'), 0);
 
     rig.now += 4_000;
     rig.ipvs.setConnections(vip, rs(3, 0), { active: 0, inactive: 41 }); // only TIME_WAIT left
-    await until(async () => !(await rig.addresses()).includes('10.240.0.3/0'));
+    await soon(async () => !(await rig.addresses()).includes('10.240.0.3/0'), 'the drained real server deleted');
     const deleted = rig.records.filter((r) => r.message === 'deleted real server');
     assert.deepEqual(
       deleted.map((r) => [r.realServer, r.reason, r.trigger, r.zeroWeightForSeconds]),
@@ -81,7 +76,7 @@ describe('janitor: followed real servers', () => {
     await sleep(1000); // kube-proxy writes seconds after the slice change
     assert.equal(rig.ipvs.count('deleteDestination'), 0);
     await rig.ipvs.updateDestination(vip, rs(1, 0));
-    await until(async () => !(await rig.addresses()).includes('10.240.0.1/0'), 500);
+    await soon(async () => !(await rig.addresses()).includes('10.240.0.1/0'), 'the zeroed real server deleted', 500);
     const deleted = rig.records.find((r) => r.message === 'deleted real server');
     assert.deepEqual([deleted?.realServer, deleted?.reason, deleted?.trigger], ['10.240.0.1:8080', 'endpoint-gone', 'follow-up']);
     // The follow-ups read web's virtual service only, never a full resync.
@@ -98,7 +93,7 @@ describe('janitor: followed real servers', () => {
     j.serviceChanged(web);
     await j.idle();
     const reads = rig.ipvs.count('listDestinations');
-    await until(() => rig.ipvs.count('listDestinations') > reads);
+    await soon(() => rig.ipvs.count('listDestinations') > reads, 'another read');
     rig.now += 30_001;
     await sleep(40);
     await readsStopped();

@@ -15,7 +15,8 @@ import { fileURLToPath } from 'node:url';
 import { IpvsClient } from '../../src/ipvs/client.js';
 import { KubeCluster } from '../support/kube-cluster.js';
 import { createService, ensureNamespace, putSlice, sliceObject } from '../support/kube-objects.js';
-import { KubeProxy, waitUntil } from '../support/kube-proxy.js';
+import { KubeProxy } from '../support/kube-proxy.js';
+import { until } from '../support/poll.js';
 import { createPod, deleteDummy, ip, spawnInNetns, teardown } from '../support/netns.js';
 import {
   CHURN_NAMESPACE,
@@ -69,10 +70,16 @@ function recordWatch(cluster: KubeCluster, events: SliceEvent[]): { stop: () => 
         return;
       }
       createInterface({ input: res }).on('line', (line) => {
-        const e = JSON.parse(line) as {
+        let e: {
           type: SliceEvent['type'] | 'ERROR' | 'BOOKMARK';
           object: { metadata: { name: string; resourceVersion: string; labels?: Record<string, string> }; endpoints?: { addresses: string[]; conditions?: { serving?: boolean } }[] };
         };
+        try {
+          e = JSON.parse(line) as typeof e;
+        } catch {
+          // A connection reset mid-event leaves a partial last line; the resumed watch sends that event again.
+          return;
+        }
         if (e.type === 'ERROR') {
           failure ??= new Error(`the recorded watch has a gap: ${line}`);
           return;
@@ -84,9 +91,10 @@ function recordWatch(cluster: KubeCluster, events: SliceEvent[]): { stop: () => 
         const name = e.object.metadata.labels?.['kubernetes.io/service-name'] ?? '';
         events.push({ at: Date.now(), type: e.type, service: `${CHURN_NAMESPACE}/${name}`, slice: e.object.metadata.name, endpoints });
       });
+      // A reset (ECONNRESET "aborted") ends the response with 'error' and 'close', not always with 'end'.
       res.on('end', again);
-      res.on('aborted', again);
-      res.on('error', () => undefined);
+      res.on('close', again);
+      res.on('error', again);
     });
     current.on('error', again);
     current.end();
@@ -134,6 +142,10 @@ test(`churn: ${size.changes} EndpointSlice changes over ${size.services} Service
   const watch = recordWatch(cluster, events);
   let proxy: KubeProxy | undefined;
   let agent: ReturnType<typeof spawn> | undefined;
+  let prober: ReturnType<typeof spawn> | undefined;
+  // Stopped in `finally` before the sampler's socket closes, so a failed test leaves no dump running on it.
+  let sampling = true;
+  let sampled: Promise<void> = Promise.resolve();
   try {
     await ensureNamespace(cluster, CHURN_NAMESPACE);
     // The pods' addresses lead to a dummy interface: routable (kube-proxy can add them), nobody answers.
@@ -160,7 +172,7 @@ test(`churn: ${size.changes} EndpointSlice changes over ${size.services} Service
       return mismatch.length === 0 ? s : undefined;
     };
     const waitApplied = (what: string) =>
-      waitUntil(what, applied, 10 * MINUTE, 2000).catch((err: Error) => {
+      until(applied, what, 10 * MINUTE, 2000).catch((err: Error) => {
         throw new Error(`${err.message}; weight > 0 in the kernel vs the API:\n${mismatch.join('\n')}`);
       });
     await waitApplied('kube-proxy programs the initial Services');
@@ -181,14 +193,13 @@ test(`churn: ${size.changes} EndpointSlice changes over ${size.services} Service
       if (m.message === 'deleted real server')
         deletions.push({ at: Date.now(), service: String(m.service), realServer: String(m.realServer), weight: Number(m.weight), reason: String(m.reason) });
     });
-    await waitUntil('the agent syncs its informers', () => (synced ? true : agent!.exitCode !== null ? Promise.reject(new Error('agent exited')) : undefined), 8 * MINUTE, 500);
+    await until(() => (synced ? true : agent!.exitCode !== null ? Promise.reject(new Error('agent exited')) : undefined), 'the agent syncs its informers', 8 * MINUTE, 500);
     log('agent synced');
 
     const client = createPod({ name: 'churn-client', index: 7 });
-    const prober = spawnInNetns(client.netns, process.execPath, [script('./churn-prober.js'), full ? '50' : '100', ...Array.from({ length: size.services }, (_, i) => clusterIP(i))]);
+    prober = spawnInNetns(client.netns, process.execPath, [script('./churn-prober.js'), full ? '50' : '100', ...Array.from({ length: size.services }, (_, i) => clusterIP(i))]);
     const samples: KernelSample[] = [];
-    let sampling = true;
-    const sampled = (async () => {
+    sampled = (async () => {
       while (sampling) {
         samples.push(await sample(sampler, size.services));
         await sleep(full ? 5000 : 2000);
@@ -207,13 +218,12 @@ test(`churn: ${size.changes} EndpointSlice changes over ${size.services} Service
     const quiet = await waitApplied('kube-proxy applies the final state');
     log(`kube-proxy applied the final state ${((quiet.at - churnStart) / 1000).toFixed(0)} s after the first change`);
     // The agent acts on events; give it a few seconds past kube-proxy's last sync (its own resync is 60 s).
-    const final = await waitUntil('no stale weight-0 real server', async () => {
+    const final = await until(async () => {
       const s = await sample(ipvs, size.services);
       return staleZeroWeight(s, events).length === 0 || Date.now() - quiet.at > 30_000 ? s : undefined;
-    }, MINUTE, 1000);
+    }, 'no stale weight-0 real server', MINUTE, 1000);
     sampling = false;
     await sampled;
-    prober.kill();
 
     const watchFailure = watch.failure();
     if (watchFailure) throw watchFailure;
@@ -251,6 +261,9 @@ test(`churn: ${size.changes} EndpointSlice changes over ${size.services} Service
     assert.deepEqual(verdict.reAddedByKubeProxy, [], 'kube-proxy re-added a real server the agent deleted');
     assert.deepEqual(syncFailures, [], 'kube-proxy sync failures');
   } finally {
+    sampling = false;
+    await sampled.catch(() => undefined);
+    prober?.kill();
     agent?.kill('SIGTERM');
     watch.stop();
     await proxy?.stop();

@@ -3,7 +3,8 @@
 // the host.
 import type { RealServerLogLine } from '../support/kube-proxy.js';
 import type { AccessLogEntry } from '../support/nginx.js';
-import { EMULATION_TEXT, POLICIES, type AgentPolicy, type KernelEmulation, type Timings } from './scene.js';
+import { EMULATION_TEXT, POLICIES, type AgentPolicy, type Death, type KernelEmulation, type Timings } from './scene.js';
+import type { CounterChange } from './watcher.js';
 
 /** What the load client records for every request it sent (times: Date.now() in the VM). */
 export interface RequestRecord {
@@ -23,6 +24,8 @@ export interface ScenarioMarks {
   terminatingAt: number;
   /** When the watcher first saw the old real server at weight 0 (kube-proxy's doing); absent when it never did. */
   weightZeroAt?: number;
+  /** When the last slow request ended (the pod ended them, or they broke). */
+  inFlightEndedAt: number;
   sliceRemovedAt: number;
   deathAt: number;
   /** When the watcher saw the old real server leave the kernel; absent when it never did. */
@@ -51,6 +54,19 @@ export interface NginxCounts {
   statuses: Record<string, number>;
 }
 
+/**
+ * The old real server's ActiveConn from the end of the in-flight slow requests to the pod's death (or the real
+ * server's removal, when earlier): the pod is alive and only the short requests, new connections on reused
+ * tuples included, reach it. `--policy drain` deletes at the first ActiveConn 0 it reads (every 300 ms).
+ */
+export interface ActiveZero {
+  windowMs: number;
+  /** Share of the window (time-weighted, from 10 ms reads) with ActiveConn 0 while at weight 0. */
+  zeroShare: number;
+  /** From the in-flight end to the first read with ActiveConn 0; null when none in the window. */
+  firstZeroMs: number | null;
+}
+
 /** What kube-proxy did with the old real server, from the kernel and its own log. */
 export interface KubeProxyStory {
   /** From the terminating slice's write to the weight 0 in the kernel; null when never seen at weight 0. */
@@ -66,6 +82,7 @@ export interface KubeProxyStory {
 export interface ScenarioResult {
   policy: AgentPolicy;
   emulation: KernelEmulation;
+  death: Death;
   requests: number;
   failed: number;
   requestsAfterDeath: number;
@@ -87,6 +104,8 @@ export interface ScenarioResult {
   portsExhausted: number;
   nginx: NginxCounts;
   kubeProxy: KubeProxyStory;
+  /** Null when the watcher never saw the real server at weight 0 before the window closed. */
+  activeZero: ActiveZero | null;
 }
 
 /** Where the VM leaves its DemoResult, in the results share. */
@@ -108,6 +127,7 @@ export interface DemoResult {
 export interface ScenarioInput {
   policy: AgentPolicy;
   emulation: KernelEmulation;
+  death: Death;
   records: readonly RequestRecord[];
   marks: ScenarioMarks;
   /** "agent (<reason>)" when the agent logged the deletion. */
@@ -117,6 +137,25 @@ export interface ScenarioInput {
   nginx: readonly AccessLogEntry[];
   /** kube-proxy's graceful-termination lines about the old real server. */
   kubeProxy: readonly RealServerLogLine[];
+  /** The watcher's counters of the old real server from weight 0 on. */
+  counters: readonly CounterChange[];
+}
+
+/** ActiveConn over [from, to): the counts hold from one change to the next. */
+export function activeZero(timeline: readonly CounterChange[], from: number, to: number): ActiveZero | null {
+  const first = timeline[0];
+  if (!first || to <= from || first[0] >= to) return null;
+  let zeroMs = 0;
+  let firstZero: number | null = null;
+  timeline.forEach(([at, active], i) => {
+    const start = Math.max(at, from);
+    const end = Math.min(timeline[i + 1]?.[0] ?? to, to);
+    if (active !== 0 || end <= start) return;
+    zeroMs += end - start;
+    firstZero ??= start;
+  });
+  const windowMs = to - Math.max(from, first[0]);
+  return { windowMs, zeroShare: zeroMs / windowMs, firstZeroMs: firstZero === null ? null : firstZero - from };
 }
 
 export function countNginx(entries: readonly AccessLogEntry[], deathAt: number): NginxCounts {
@@ -155,9 +194,11 @@ export function summarize(input: ScenarioInput): ScenarioResult {
   const afterRemoval = removed === undefined ? null : afterDeath.filter((r) => r.startedAt >= removed);
   const kubeProxy = kubeProxyStory(input.kubeProxy, marks);
   const removedBy = input.removedByAgent ?? (kubeProxy.deletedAfterSliceRemovalMs !== null ? 'kube-proxy' : undefined);
+  const windowEnd = Math.min(marks.deathAt, marks.realServerGoneAt ?? Infinity);
   return {
     policy: input.policy,
     emulation: input.emulation,
+    death: input.death,
     requests: short.length,
     failed: short.filter((r) => r.error !== undefined).length,
     requestsAfterDeath: afterDeath.length,
@@ -176,6 +217,7 @@ export function summarize(input: ScenarioInput): ScenarioResult {
     portsExhausted: input.portsExhausted,
     nginx: countNginx(input.nginx, marks.deathAt),
     kubeProxy,
+    activeZero: activeZero(input.counters, marks.inFlightEndedAt, windowEnd),
   };
 }
 
@@ -211,6 +253,9 @@ export function parseDemoResult(text: string): DemoResult {
       if (!Number.isInteger(s[field]) || s[field] < 0) fail(`scenario ${i}: ${field} is not a count`);
     if (!POLICIES.includes(s.policy)) fail(`scenario ${i}: unknown policy ${s.policy}`);
     if (!(s.emulation in EMULATION_TEXT)) fail(`scenario ${i}: unknown emulation ${s.emulation}`);
+    if (s.death !== 'with-slice-update' && s.death !== 'before-slice-update') fail(`scenario ${i}: unknown death ${s.death}`);
+    if (s.activeZero !== null && (typeof s.activeZero !== 'object' || !Number.isFinite(s.activeZero.zeroShare)))
+      fail(`scenario ${i}: activeZero is neither null nor a measurement`);
     const removal = s.realServerRemoval;
     if (removal !== null && (typeof removal !== 'object' || !Number.isFinite(removal.afterSliceRemovalMs)))
       fail(`scenario ${i}: realServerRemoval is neither null nor a removal`);
@@ -245,14 +290,22 @@ export function describeKubeProxy(k: KubeProxyStory): string {
   return parts.join('; ');
 }
 
+export function describeActiveZero(z: ActiveZero | null): string {
+  if (z === null) return '-';
+  const share = `${Math.round(z.zeroShare * 100)}% of ${seconds(z.windowMs)}`;
+  return z.firstZeroMs === null ? `never in ${seconds(z.windowMs)}` : `${share}, first at +${seconds(z.firstZeroMs)}`;
+}
+
 const HEADER = [
   'kernel',
   'agent',
+  'pod died',
   'requests (direct + nginx)',
   '502s through nginx after the pod died',
   'failed direct requests after the pod died',
   'failed direct once the real server was gone',
   'in-flight slow requests broken',
+  'ActiveConn 0 at weight 0, in-flight ended to death',
   'old real server left the kernel',
   'kube-proxy and the old real server',
 ];
@@ -263,6 +316,7 @@ export function formatTable(scenarios: readonly ScenarioResult[]): string {
   const rows = [...scenarios].sort((a, b) => order(a) - order(b)).map((s) => [
     s.emulation,
     s.policy === 'none' ? 'no agent' : `--policy ${s.policy}`,
+    s.death === 'with-slice-update' ? 'at the slice update' : 'before the slice update',
     `${s.requests} + ${s.nginx.requests}`,
     `${s.nginx.badGatewayAfterDeath} of ${s.nginx.requestsAfterDeath}` +
       (s.nginx.failedAfterDeath > s.nginx.badGatewayAfterDeath ? ` (+${s.nginx.failedAfterDeath - s.nginx.badGatewayAfterDeath} other)` : ''),
@@ -271,10 +325,11 @@ export function formatTable(scenarios: readonly ScenarioResult[]): string {
       : `${s.failedAfterDeath} of ${s.requestsAfterDeath}, last at +${seconds(s.lastFailureAfterDeathMs)}`,
     s.afterRemoval === null ? '-' : `${s.afterRemoval.failed} of ${s.afterRemoval.requests}`,
     `${s.longBroken} of ${s.longRequests}`,
+    describeActiveZero(s.activeZero),
     describeRemoval(s.realServerRemoval),
     describeKubeProxy(s.kubeProxy),
   ]);
-  const numeric = [false, false, true, true, true, true, true, false, false];
+  const numeric = [false, false, false, true, true, true, true, true, false, false, false];
   const widths = HEADER.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c]!.length)));
   const line = (cells: readonly string[]) =>
     `| ${cells.map((cell, c) => (numeric[c] ? cell.padStart(widths[c]!) : cell.padEnd(widths[c]!))).join(' | ')} |`;
@@ -296,8 +351,9 @@ export function formatReport(result: DemoResult): string {
     `Rollout, as EndpointSlice updates kube-proxy applies: old pod alone for ${seconds(t.warmupMs)}; ` +
       `${t.longRequests} slow requests start on it; new pod ready; old endpoint ready=false, serving=true, ` +
       `terminating=true, and once kube-proxy has set its weight to 0 the old pod serves its slow requests for ` +
-      `${seconds(t.gracePeriodMs)} more and ends them; then its endpoint leaves the slice and the pod dies (server ` +
-      `killed, veth removed); traffic goes on for ${seconds(t.afterDeathMs)}.`,
+      `${seconds(t.gracePeriodMs)} more and ends them, serves short requests for ${seconds(t.lingerMs)} more (a ` +
+      `preStop-like delay), and dies (server killed, veth removed) either as its endpoint leaves the slice or ` +
+      `${seconds(t.deathLeadMs)} before; traffic goes on for ${seconds(t.afterDeathMs)} after the death.`,
     '',
     ...Object.entries(result.emulations).map(([name, text]) => `${name}: ${text}.`),
     '',

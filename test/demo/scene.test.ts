@@ -11,6 +11,7 @@ import { addressPortKey } from '../../src/reconcile/keys.js';
 import type { RealServerLogLine } from '../support/kube-proxy.js';
 import { parseAccessLog, type AccessLogEntry } from '../support/nginx.js';
 import {
+  describeActiveZero,
   describeKubeProxy,
   describeRemoval,
   formatReport,
@@ -22,6 +23,7 @@ import {
   type ScenarioMarks,
   type ScenarioResult,
 } from './report.js';
+import type { CounterChange } from './watcher.js';
 import {
   agentArgs,
   CLIENT_POD,
@@ -45,18 +47,20 @@ import {
 describe('scenes', () => {
   const scenes = demoScenes();
 
-  it('every emulation with every policy once, policy by policy (one agent at a time), no agent first', () => {
+  it('every emulation with every policy once, and the early death for graceful and drain; policy by policy (one agent at a time), no agent first', () => {
     assert.deepEqual(
-      scenes.map((s) => `${s.index} ${s.emulation} ${s.policy}`),
+      scenes.map((s) => `${s.index} ${s.emulation} ${s.policy} ${s.death}`),
       [
-        '1 old-kernel none',
-        '2 new-kernel none',
-        '3 old-kernel immediate',
-        '4 new-kernel immediate',
-        '5 old-kernel graceful',
-        '6 new-kernel graceful',
-        '7 old-kernel drain',
-        '8 new-kernel drain',
+        '1 old-kernel none with-slice-update',
+        '2 new-kernel none with-slice-update',
+        '3 old-kernel immediate with-slice-update',
+        '4 new-kernel immediate with-slice-update',
+        '5 old-kernel graceful with-slice-update',
+        '6 new-kernel graceful with-slice-update',
+        '7 old-kernel graceful before-slice-update',
+        '8 old-kernel drain with-slice-update',
+        '9 new-kernel drain with-slice-update',
+        '10 old-kernel drain before-slice-update',
       ],
     );
   });
@@ -143,7 +147,7 @@ describe('kernel emulations and agent flags', () => {
   });
 });
 
-const marks: ScenarioMarks = { terminatingAt: 10_000, sliceRemovedAt: 16_000, deathAt: 16_050 };
+const marks: ScenarioMarks = { terminatingAt: 10_000, inFlightEndedAt: 13_000, sliceRemovedAt: 16_000, deathAt: 16_050 };
 const short = (startedAt: number, error?: string): RequestRecord => ({
   kind: 'short',
   startedAt,
@@ -166,12 +170,14 @@ describe('summarize', () => {
   const base = {
     policy: 'immediate',
     emulation: 'old-kernel',
+    death: 'with-slice-update',
     records,
     marks,
     removedByAgent: undefined,
     portsExhausted: 7,
     nginx: [] as AccessLogEntry[],
     kubeProxy: [] as RealServerLogLine[],
+    counters: [] as CounterChange[],
   } as const;
 
   it('counts short requests overall and those started once the pod began dying; long ones apart', () => {
@@ -181,6 +187,7 @@ describe('summarize', () => {
       {
         policy: 'immediate',
         emulation: 'old-kernel',
+        death: 'with-slice-update',
         requests: 6,
         failed: 3,
         requestsAfterDeath: 3,
@@ -194,6 +201,7 @@ describe('summarize', () => {
         portsExhausted: 7,
         nginx: { requests: 0, requestsAfterDeath: 0, badGatewayAfterDeath: 0, failedAfterDeath: 0, statuses: {} },
         kubeProxy: { weightZeroAfterMs: null, gracefulList: false, deletedAfterSliceRemovalMs: null, deleteErrors: 0 },
+        activeZero: null,
       },
     );
   });
@@ -253,6 +261,24 @@ describe('summarize', () => {
     assert.deepEqual(summarize({ ...base, marks: flipped }).afterRemoval, { requests: 1, failed: 0 }, 'the emulation counts once it is complete');
   });
 
+  it('ActiveConn 0 between the in-flight end and the death (or an earlier removal), time-weighted from the changes', () => {
+    // Weight 0 at 10.4 s; slow requests active until 13 s; then newcomers come and go; the pod dies at 16.05 s.
+    const counters: CounterChange[] = [[10_400, 3, 5], [13_000, 0, 8], [13_500, 1, 8], [14_000, 0, 9], [15_000, 2, 9], [17_000, 0, 11]];
+    const r = summarize({ ...base, counters });
+    assert.deepEqual(r.activeZero, { windowMs: 3050, zeroShare: 1500 / 3050, firstZeroMs: 0 });
+    assert.equal(describeActiveZero(r.activeZero), '49% of 3.05 s, first at +0.00 s');
+    // Removed by the agent at 14.2 s: the window ends there.
+    const drained = summarize({ ...base, counters, marks: { ...marks, realServerGoneAt: 14_200 } });
+    assert.deepEqual(drained.activeZero, { windowMs: 1200, zeroShare: 700 / 1200, firstZeroMs: 0 });
+    // Newcomers always active: never 0 in the window.
+    const trap = summarize({ ...base, counters: [[10_400, 3, 5], [13_000, 1, 8], [13_100, 2, 8], [16_500, 0, 9]] });
+    assert.deepEqual(trap.activeZero, { windowMs: 3050, zeroShare: 0, firstZeroMs: null });
+    assert.equal(describeActiveZero(trap.activeZero), 'never in 3.05 s');
+    // Removed before the in-flight requests ended (immediate): no window.
+    assert.equal(summarize({ ...base, counters, marks: { ...marks, realServerGoneAt: 10_500 } }).activeZero, null);
+    assert.equal(describeActiveZero(null), '-');
+  });
+
   it('no failure after the death: lastFailureAfterDeathMs is null', () => {
     assert.equal(summarize({ ...base, records: [short(16_100), short(12_000, 'TIMEOUT')] }).lastFailureAfterDeathMs, null);
   });
@@ -274,6 +300,8 @@ function result(scenarios: ScenarioResult[]): DemoResult {
 const none: ScenarioResult = summarize({
   policy: 'none',
   emulation: 'old-kernel',
+  death: 'with-slice-update',
+  counters: [],
   records: [short(1000), short(17_000, 'TIMEOUT'), short(18_000, 'TIMEOUT')],
   marks,
   removedByAgent: undefined,
@@ -284,6 +312,8 @@ const none: ScenarioResult = summarize({
 const graceful: ScenarioResult = summarize({
   policy: 'graceful',
   emulation: 'new-kernel',
+  death: 'before-slice-update',
+  counters: [[12_000, 0, 4]],
   records: [short(1000), short(17_000)],
   marks: { ...marks, realServerGoneAt: 16_042 },
   removedByAgent: 'agent (endpoint-gone)',
@@ -308,6 +338,11 @@ describe('parseDemoResult', () => {
       /realServerRemoval is neither null nor a removal/,
     );
     assert.throws(() => parseDemoResult(JSON.stringify(result([{ ...none, afterRemoval: { requests: 1, failed: 0 } }]))), /disagree/);
+    assert.throws(() => parseDemoResult(JSON.stringify(result([{ ...none, death: 'later' as 'with-slice-update' }]))), /unknown death later/);
+    assert.throws(
+      () => parseDemoResult(JSON.stringify(result([{ ...none, activeZero: {} as ScenarioResult['activeZero'] }]))),
+      /activeZero is neither null nor a measurement/,
+    );
   });
 });
 
@@ -316,13 +351,13 @@ describe('table', () => {
     const lines = formatTable([none, graceful]).split('\n');
     assert.equal(lines.length, 4);
     assert.equal(new Set(lines.map((l) => l.length)).size, 1, 'every line as wide as the header');
-    assert.match(lines[0]!, /^\| kernel +\| agent +\| requests \(direct \+ nginx\) \| 502s through nginx after the pod died \| failed direct requests after the pod died \|/);
-    assert.match(lines[1]!, /^\|-+\|-+\|-+:\|-+:\|-+:\|/);
+    assert.match(lines[0]!, /^\| kernel +\| agent +\| pod died +\| requests \(direct \+ nginx\) \| 502s through nginx after the pod died \| failed direct requests after the pod died \|/);
+    assert.match(lines[1]!, /^\|-+\|-+\|-+\|-+:\|-+:\|-+:\|/);
     assert.deepEqual(
       lines.slice(2).map((l) => l.split('|').slice(1, -1).map((c) => c.trim())),
       [
-        ['old-kernel', 'no agent', '3 + 0', '0 of 0', '2 of 2, last at +1.95 s', '-', '0 of 0', 'never (still there at the end)', 'never saw weight 0'],
-        ['new-kernel', '--policy graceful', '2 + 0', '0 of 0', '0 of 1', '0 of 1', '0 of 0', '0.04 s after the endpoint left the slice; by agent (endpoint-gone)', 'never saw weight 0'],
+        ['old-kernel', 'no agent', 'at the slice update', '3 + 0', '0 of 0', '2 of 2, last at +1.95 s', '-', '0 of 0', '-', 'never (still there at the end)', 'never saw weight 0'],
+        ['new-kernel', '--policy graceful', 'before the slice update', '2 + 0', '0 of 0', '0 of 1', '0 of 1', '0 of 0', '100% of 3.04 s, first at +0.00 s', '0.04 s after the endpoint left the slice; by agent (endpoint-gone)', 'never saw weight 0'],
       ],
     );
   });
@@ -338,7 +373,8 @@ describe('table', () => {
     const text = formatReport(result([none]));
     assert.match(text, /^IPVS rollout demo, 2026-11-25, kernel 6\.1\.0-56-amd64 in a QEMU VM, real kube-proxy v1\.37\.2 \(mode ipvs\)/);
     assert.match(text, /4 concurrent short HTTP requests .* 5000 ms timeout/);
-    assert.match(text, /serves its slow requests for 6\.00 s more/);
+    assert.match(text, /serves its slow requests for 6\.00 s more and ends them, serves short requests for 3\.00 s more/);
+    assert.match(text, /or 1\.50 s before/);
     assert.ok(text.includes(`old-kernel: ${EMULATION_TEXT['old-kernel']}.`));
     assert.ok(text.includes(`new-kernel: ${EMULATION_TEXT['new-kernel']}.`));
     assert.ok(text.endsWith(formatTable([none])));

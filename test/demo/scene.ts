@@ -8,6 +8,12 @@ import { podAddresses } from '../support/netns.js';
 
 export type AgentPolicy = 'none' | 'immediate' | 'graceful' | 'drain';
 export type KernelEmulation = 'old-kernel' | 'new-kernel';
+/**
+ * When the old pod's process dies: as its endpoint leaves the slice (no head start for anyone), or `deathLeadMs`
+ * before, as in clusters: kubelet stops the container, then the pod object goes, then the EndpointSlice
+ * controller writes the slice.
+ */
+export type Death = 'with-slice-update' | 'before-slice-update';
 
 export const POLICIES: readonly AgentPolicy[] = ['none', 'immediate', 'graceful', 'drain'];
 export const EMULATIONS: readonly KernelEmulation[] = ['old-kernel', 'new-kernel'];
@@ -36,6 +42,13 @@ export interface Timings {
   gracePeriodMs: number;
   /** Traffic after the old endpoint left the slice and the pod died. */
   afterDeathMs: number;
+  /**
+   * After its slow requests ended the pod keeps serving short requests this long before its process exits (a
+   * preStop-like delay): the window in which `--policy drain` can act before the death.
+   */
+  lingerMs: number;
+  /** `before-slice-update` scenes: from the pod's death to the slice update. */
+  deathLeadMs: number;
   /** How long kube-proxy may take to apply one EndpointSlice change (its syncs take 8-80 s under TCG). */
   kubeProxyApplyMs: number;
 }
@@ -50,6 +63,8 @@ export const DEFAULT_TIMINGS: Timings = {
   longIdleTimeoutMs: 10_000,
   gracePeriodMs: 6000,
   afterDeathMs: 15_000,
+  lingerMs: 3000,
+  deathLeadMs: 1500,
   kubeProxyApplyMs: 4 * 60_000,
 };
 
@@ -80,6 +95,7 @@ export interface Scene {
   index: number;
   policy: AgentPolicy;
   emulation: KernelEmulation;
+  death: Death;
   serviceName: string;
   clusterIP: string;
   /** nginx serves the Service under /<prefix>/. */
@@ -98,11 +114,12 @@ export const NGINX_POD: ScenePod = pod('demo-nginx', 2);
 /** The users in front of nginx. */
 export const USER_POD: ScenePod = pod('demo-user', 3);
 
-export function scene(index: number, policy: AgentPolicy, emulation: KernelEmulation): Scene {
+export function scene(index: number, policy: AgentPolicy, emulation: KernelEmulation, death: Death = 'with-slice-update'): Scene {
   return {
     index,
     policy,
     emulation,
+    death,
     serviceName: `web-${index}`,
     // Inside the API server's --service-cluster-ip-range (10.96.0.0/16).
     clusterIP: `10.96.100.${index}`,
@@ -111,12 +128,20 @@ export function scene(index: number, policy: AgentPolicy, emulation: KernelEmula
   };
 }
 
+/** The policies whose difference shows only when the pod dies before its endpoint leaves the slice. */
+const EARLY_DEATH_POLICIES: readonly AgentPolicy[] = ['graceful', 'drain'];
+
 /**
  * Every policy under every emulation, policy by policy (no agent first, so its failures are seen before the
- * cures): all agents read the one API server, so only the scene's own agent may run during a scene.
+ * cures): all agents read the one API server, so only the scene's own agent may run during a scene. `graceful`
+ * and `drain` also play the old kernel with the pod dying before the slice update, where they part ways.
  */
 export function demoScenes(): Scene[] {
-  return POLICIES.flatMap((policy, p) => EMULATIONS.map((emulation, e) => scene(p * EMULATIONS.length + e + 1, policy, emulation)));
+  const plays = POLICIES.flatMap((policy) => [
+    ...EMULATIONS.map((emulation) => ({ policy, emulation, death: 'with-slice-update' as const })),
+    ...(EARLY_DEATH_POLICIES.includes(policy) ? [{ policy, emulation: 'old-kernel' as const, death: 'before-slice-update' as const }] : []),
+  ]);
+  return plays.map((p, i) => scene(i + 1, p.policy, p.emulation, p.death));
 }
 
 export function serviceSpec(s: Scene): ServiceSpec {

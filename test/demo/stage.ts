@@ -13,7 +13,7 @@ import { applySysctls } from '../../src/agent/sysctls.js';
 import type { Destination } from '../../src/ipvs/types.js';
 import { isErrno } from '../../src/netlink/errors.js';
 import { createService, deleteService, putSlice } from '../support/kube-objects.js';
-import { waitUntil } from '../support/kube-proxy.js';
+import { until } from '../support/poll.js';
 import { createPod, deletePod, spawnInNetns, waitForOutput, type Pod } from '../support/netns.js';
 import { Cast, PROCESS_START_MS } from './cast.js';
 import { isEvent } from './json-child.js';
@@ -121,13 +121,24 @@ export class Stage {
       // The pod finishes its in-flight work at the end of its grace period; a broken request has ended already.
       oldServer.kill('SIGUSR1');
       await this.waitForLongEnds(longFrom, t.longRequests);
+      await sleep(t.lingerMs);
 
-      // The endpoint leaves and the pod dies together: no head start for the agent (or kube-proxy).
-      const sliceRemovedAt = Date.now();
-      await this.enter(scene, 'old-gone', t);
-      const deathAt = Date.now();
-      deletePod(oldPod);
-      this.progress(`${label}: old endpoint left the slice, old pod dead`);
+      let sliceRemovedAt: number;
+      let deathAt: number;
+      if (scene.death === 'with-slice-update') {
+        // No head start for the agent (or kube-proxy).
+        sliceRemovedAt = Date.now();
+        await this.enter(scene, 'old-gone', t);
+        deathAt = Date.now();
+        deletePod(oldPod);
+      } else {
+        deathAt = Date.now();
+        deletePod(oldPod);
+        await sleep(t.deathLeadMs);
+        sliceRemovedAt = Date.now();
+        await this.enter(scene, 'old-gone', t);
+      }
+      this.progress(`${label}: old endpoint left the slice, old pod dead (${scene.death})`);
       await sleep(t.afterDeathMs);
 
       const [stopped, stoppedNginx] = await Promise.all(
@@ -137,12 +148,14 @@ export class Stage {
       const watched = cast.watcher.messages.slice(watchFrom);
       const gone = watched.find(isEvent('gone'));
       const zero = watched.find(isEvent('weight-zero'));
+      const inFlightEndedAt = Math.max(...stopped!.records.filter((r) => r.kind === 'long').map((r) => r.endedAt));
       const deletion = agent?.messages
         .slice(agentFrom)
         .find((m) => m.message === 'deleted real server' && m.service === `${NAMESPACE}/${scene.serviceName}`);
       const marks: ScenarioMarks = {
         terminatingAt,
         ...(zero ? { weightZeroAt: zero.at } : {}),
+        inFlightEndedAt,
         sliceRemovedAt,
         deathAt,
         ...(gone ? { realServerGoneAt: gone.at } : {}),
@@ -154,12 +167,14 @@ export class Stage {
       const result = summarize({
         policy: scene.policy,
         emulation: scene.emulation,
+        death: scene.death,
         records: [...stopped!.records],
         marks,
         removedByAgent: deletion ? `agent (${deletion.reason})` : undefined,
         portsExhausted: stopped!.portsExhausted,
         nginx,
         kubeProxy,
+        counters: watched.find(isEvent('counters'))?.timeline ?? [],
       });
       if (this.recordsDir) {
         const raw = { scene, marks, deletion, kubeProxy, nginx, watcher: watched, records: stopped!.records, nginxUsers: stoppedNginx!.records };
@@ -192,10 +207,7 @@ export class Stage {
   }
 
   private async waitForLongEnds(from: number, count: number): Promise<void> {
-    await waitUntil('slow requests ended', () => {
-      const ended = this.cast.direct.messages.slice(from).filter(isEvent('long-ended')).length;
-      return ended >= count ? true : undefined;
-    }, REPLY_MS);
+    await until(() => this.cast.direct.messages.slice(from).filter(isEvent('long-ended')).length >= count, 'slow requests ended', REPLY_MS);
   }
 
   /** Writes the phase's slice and, except when nothing changes in IPVS, waits until kube-proxy applied it. */
@@ -204,7 +216,7 @@ export class Stage {
     if (phase === 'old-gone') return; // kube-proxy has the old real server at weight 0 on its graceful list already
     const want = expectedWeights(scene, phase);
     const old = scene.pods.old.ipv4;
-    await waitUntil(`${scene.serviceName}: kube-proxy applies ${phase}`, async () => {
+    await until(async () => {
       let dests: Destination[];
       try {
         dests = await this.cast.ipvs.listDestinations(virtualServiceKey(scene));
@@ -216,20 +228,20 @@ export class Stage {
       const wanted = Object.entries(want).every(([address, weight]) => have.get(address) === weight);
       // Terminating: the old real server is at weight 0, or gone (idle, or an agent was faster than this poll).
       const oldOk = phase !== 'old-terminating' || !have.has(old) || have.get(old) === 0;
-      return wanted && oldOk ? true : undefined;
-    }, t.kubeProxyApplyMs);
+      return wanted && oldOk;
+    }, `${scene.serviceName}: kube-proxy applies ${phase}`, t.kubeProxyApplyMs);
     // A new ClusterIP is on kube-ipvs0 (KUBE-IPVS-IPS) before its ip:port is in KUBE-CLUSTER-IP, later in the same
     // sync (9 s apart in one run): until then kube-proxy's KUBE-IPVS-FILTER rejects connections to it.
     if (phase === 'old-ready') {
       const entry = `${scene.clusterIP},tcp:${SERVICE_PORT}`;
-      await waitUntil(`${scene.serviceName}: kube-proxy lists ${entry} in KUBE-CLUSTER-IP`, () => {
+      await until(() => {
         try {
           execFileSync('ipset', ['test', 'KUBE-CLUSTER-IP', entry], { stdio: 'ignore' });
           return true;
         } catch {
-          return undefined;
+          return false;
         }
-      }, t.kubeProxyApplyMs, 500);
+      }, `${scene.serviceName}: kube-proxy lists ${entry} in KUBE-CLUSTER-IP`, t.kubeProxyApplyMs, 500);
     }
   }
 }

@@ -1,14 +1,13 @@
 // The real kube-proxy (.tools/bin/kube-proxy, built by .ci/build-kube) in IPVS mode, for tests inside the test VM:
 // started from a KubeProxyConfiguration file against a KubeCluster, its sysctls left as it sets them, its log
 // kept (text format, verbosity 5: the level at which its graceful termination says what it does with each
-// real server). Its syncs take tens of seconds under TCG, so callers wait for the kernel with waitUntil(), never
+// real server). Its syncs take tens of seconds under TCG, so callers wait for the kernel with until() (poll.ts), never
 // for a fixed delay. See shared/docs/real-kubernetes.md.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { execFileSync } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { TOOLS_BIN, type KubeCluster } from './kube-cluster.js';
 
 export const KUBE_PROXY = join(TOOLS_BIN, 'kube-proxy');
@@ -66,17 +65,6 @@ export function kubeProxyProblems(): string[] {
 /** `kube-proxy --version`, e.g. "Kubernetes v1.37.2". */
 export function kubeProxyVersion(): string {
   return execFileSync(KUBE_PROXY, ['--version'], { encoding: 'utf8' }).trim();
-}
-
-/** Polls `probe` until it returns something other than undefined; throws naming `what` after timeoutMs. */
-export async function waitUntil<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs: number, intervalMs = 100): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`${what}: not reached within ${Math.round(timeoutMs / 1000)} s`);
-    await sleep(intervalMs);
-  }
 }
 
 /** Resolves at the next call of any function in `wake`, or at `deadline`. */

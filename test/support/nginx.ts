@@ -4,7 +4,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { waitUntil } from './kube-proxy.js';
+import { until } from './poll.js';
 
 export const NGINX = '/usr/sbin/nginx';
 
@@ -119,10 +119,10 @@ export class Nginx {
     });
     const nginx = new Nginx(child, o.dir, '');
     child.stderr!.setEncoding('utf8').on('data', (d: string) => (nginx.stderr = (nginx.stderr + d).slice(-4000)));
-    await waitUntil('nginx started', () => {
+    await until(() => {
       if (child.exitCode !== null) throw new Error(`nginx exited (${child.exitCode}): ${nginx.stderr}${nginx.errorLog()}`);
-      return existsSync(join(o.dir, 'nginx.pid')) ? true : undefined;
-    }, 120_000);
+      return existsSync(join(o.dir, 'nginx.pid'));
+    }, 'nginx started', 120_000);
     return nginx;
   }
 
