@@ -3,21 +3,28 @@
 // `npm run bench -- --only read` measures only the reads (no agent): about a third of the time.
 // Then, on the host, the API server's cost of one agent start against the real kube-apiserver (api-start.ts);
 // `--only api` measures only that.
+// Last, the real kube-proxy against the agent in one more boot, on the same Services in a real kube-apiserver on the
+// host (kube-proxy.ts); `--only kube-proxy` measures only that, `--services N` / `--rollouts N` size it.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { benchApiStart, renderApiStart, type ApiStartResults } from './api-start.js';
-import { renderTable, type BenchResults } from './results.js';
+import { benchKubeProxy } from './kube-proxy.js';
+import { renderKubeProxy, renderTable, type BenchResults, type KubeProxyBench } from './results.js';
 import { repoRoot, runInVm, tailLines } from '../vm/harness.js';
 
 const VM_TIMEOUT_MS = 60 * 60_000;
 
-const { values, positionals } = parseArgs({ options: { only: { type: 'string' } }, allowPositionals: true });
-if (values.only !== undefined && values.only !== 'read' && values.only !== 'api') {
-  throw new Error(`--only ${values.only}: use read or api`);
+const { values, positionals } = parseArgs({
+  options: { only: { type: 'string' }, services: { type: 'string' }, rollouts: { type: 'string' } },
+  allowPositionals: true,
+});
+if (values.only !== undefined && !['read', 'api', 'kube-proxy'].includes(values.only)) {
+  throw new Error(`--only ${values.only}: use read, api or kube-proxy`);
 }
 const jsonPath = resolve(positionals[0] ?? join(repoRoot(), 'test/bench/results.json'));
-const previous = JSON.parse(readFileSync(jsonPath, 'utf8')) as BenchResults & { apiStart?: ApiStartResults };
+type Saved = BenchResults & { apiStart?: ApiStartResults; kubeProxy?: KubeProxyBench };
+const previous = JSON.parse(readFileSync(jsonPath, 'utf8')) as Saved;
 
 const API_SERVICES = 10_000;
 const API_ENDPOINTS_PER_SLICE = 10;
@@ -28,6 +35,22 @@ async function apiStart(): Promise<ApiStartResults> {
   return results;
 }
 
+/** Saved even when incomplete (its `failure` says what is missing); the exit code says so too. */
+async function kubeProxy(saved: Saved): Promise<void> {
+  const figures = await benchKubeProxy({
+    services: Number(values.services ?? 10_000),
+    endpointsPerSlice: API_ENDPOINTS_PER_SLICE,
+    rollouts: Number(values.rollouts ?? 5),
+  });
+  process.stdout.write(renderKubeProxy(figures));
+  writeFileSync(jsonPath, `${JSON.stringify({ ...saved, kubeProxy: figures }, null, 2)}\n`);
+  if (figures.failure || figures.rollouts.some((r) => r.error)) process.exitCode = 1;
+}
+
+if (values.only === 'kube-proxy') {
+  await kubeProxy(previous);
+  process.exit();
+}
 if (values.only === 'api') {
   writeFileSync(jsonPath, `${JSON.stringify({ ...previous, apiStart: await apiStart() }, null, 2)}\n`);
   process.exit(0);
@@ -46,5 +69,7 @@ if (vm.exitCode !== 0) {
 const results = JSON.parse(readFileSync(join(vm.outDir, 'bench.json'), 'utf8')) as BenchResults;
 process.stdout.write(renderTable(results));
 const apiStartResults = values.only === 'read' ? previous.apiStart : await apiStart();
-writeFileSync(jsonPath, `${JSON.stringify({ ...results, apiStart: apiStartResults }, null, 2)}\n`);
+const saved: Saved = { ...results, apiStart: apiStartResults, kubeProxy: previous.kubeProxy };
+writeFileSync(jsonPath, `${JSON.stringify(saved, null, 2)}\n`);
 process.stderr.write(`figures written to ${jsonPath}; VM artifacts (CPU profile, if any) in ${vm.outDir}\n`);
+if (values.only !== 'read') await kubeProxy(saved);

@@ -200,3 +200,106 @@ export function renderTable(r: BenchResults): string {
   }
   return `${lines.join('\n')}\n`;
 }
+
+/** One rollout step on one Service, timed inside the VM from the slice write (the PUT sent) to the kernel's change. */
+export interface RolloutSample {
+  service: string;
+  realServer: string;
+  /** Slice says terminating (ready=false, serving=true) → the kernel shows weight 0 (kube-proxy's write). */
+  kubeProxyWeightZeroMs?: number;
+  /** Endpoint removed from the slice → the real server gone from the kernel (the agent's delete). */
+  agentDeletionMs?: number;
+  /** The same, to the timestamp of the agent's "deleted real server" line. */
+  agentLogMs?: number;
+  /** The agent's `trigger` for that deletion: `event`, `resync` or `follow-up`. */
+  trigger?: string;
+  /** The PUT's round trip through the forwarded port, included in both times above. */
+  writeMs: number[];
+  /** What went wrong with this sample, when something did. */
+  error?: string;
+}
+
+/**
+ * The real kube-proxy (IPVS mode) and the agent in one QEMU boot, both against one real kube-apiserver filled with
+ * the same Services and endpoints (kube-proxy.ts). Absent figures are measurements that did not complete; `failure`
+ * says why.
+ */
+export interface KubeProxyBench {
+  date: string;
+  kernel: string;
+  kubeProxyVersion: string;
+  services: number;
+  endpoints: number;
+  /** Host side: creating the objects through the API. */
+  populateSeconds: number;
+  kubeProxy: {
+    /** From its start until the kernel held every virtual service and real server. */
+    firstSyncSeconds?: number;
+    /** Virtual services in the kernel when the wait for the full table ended (all of them unless it failed). */
+    servicesProgrammed: number;
+    /** Its own "syncProxyRules complete" elapsed times (IPv4), in order. */
+    syncSeconds: number[];
+    /** VmRSS / VmHWM once the table was complete, and at the end of the run (after the rollouts). */
+    rssMiB?: number;
+    hwmMiB?: number;
+    rssEndMiB?: number;
+  };
+  agent: {
+    syncSeconds?: number;
+    resyncSeconds?: number;
+    rssMiB?: number;
+    hwmMiB?: number;
+    rssEndMiB?: number;
+  };
+  rollouts: RolloutSample[];
+  failure?: string;
+  totalSeconds: number;
+}
+
+const mib = (v: number | undefined): string => (v === undefined ? 'not measured' : `${v.toFixed(0)} MiB`);
+const seconds = (v: number | undefined): string => (v === undefined ? 'not measured' : `${v.toFixed(1)} s`);
+
+/** "p50 (samples: a, b, c)" in ms or s; "not measured" when there is no sample. */
+function samples(values: readonly (number | undefined)[]): string {
+  const got = values.filter((v): v is number => v !== undefined);
+  if (got.length === 0) return 'not measured';
+  return `median **${ms(median(got))}** (n=${got.length}: ${got.map((v) => ms(v)).join(', ')})`;
+}
+
+export function renderKubeProxy(r: KubeProxyBench): string {
+  const kp = r.kubeProxy;
+  const triggers = r.rollouts.map((s) => s.trigger).filter((t) => t !== undefined);
+  const rows = [
+    [
+      'kube-proxy: first full sync (start → every virtual service and real server in the kernel)',
+      kp.firstSyncSeconds === undefined
+        ? `not reached: ${kp.servicesProgrammed.toLocaleString('en')} of ${r.services.toLocaleString('en')} virtual services`
+        : seconds(kp.firstSyncSeconds),
+    ],
+    ['kube-proxy: its own sync times (IPv4 "syncProxyRules complete" elapsed), in order', kp.syncSeconds.length ? kp.syncSeconds.map((s) => seconds(s)).join(', ') : 'none logged'],
+    ['kube-proxy RSS once the table was complete (peak); at the end', `**${mib(kp.rssMiB)}** (${mib(kp.hwmMiB)}); ${mib(kp.rssEndMiB)}`],
+    ['agent: start → informers synced; its first full resync', `${seconds(r.agent.syncSeconds)}; ${seconds(r.agent.resyncSeconds)}`],
+    ['agent RSS after sync + full resync (peak); at the end', `**${mib(r.agent.rssMiB)}** (${mib(r.agent.hwmMiB)}); ${mib(r.agent.rssEndMiB)}`],
+    ['slice says terminating → kube-proxy sets weight 0 in the kernel', samples(r.rollouts.map((s) => s.kubeProxyWeightZeroMs))],
+    [
+      `endpoint removed from the slice → the agent deleted the real server (kernel polled every 15 ms)${triggers.length ? `; trigger: ${triggers.join(', ')}` : ''}`,
+      samples(r.rollouts.map((s) => s.agentDeletionMs)),
+    ],
+    ['the same, to the agent\'s "deleted real server" log line', samples(r.rollouts.map((s) => s.agentLogMs))],
+    ['the slice PUT\'s round trip (in the times above)', samples(r.rollouts.flatMap((s) => s.writeMs))],
+  ];
+  const errors = r.rollouts.filter((s) => s.error).map((s) => `- ${s.service} (${s.realServer}): ${s.error}`);
+  return [
+    `The real kube-proxy (${r.kubeProxyVersion}, mode ipvs) and the agent in one QEMU/TCG boot (kernel ${r.kernel}), ${r.date}: ` +
+      `both against one real kube-apiserver on the host's loopback (reached through the VM's one forwarded port) holding ` +
+      `${r.services.toLocaleString('en')} Services / ${r.endpoints.toLocaleString('en')} endpoints ` +
+      `(created in ${r.populateSeconds.toFixed(0)} s); every time is measured inside the VM.`,
+    '',
+    '| figure | measured |',
+    '|---|---|',
+    ...rows.map((row) => `| ${row.join(' | ')} |`),
+    ...(r.failure ? ['', `**Incomplete:** ${r.failure}`] : []),
+    ...(errors.length ? ['', 'Samples that failed:', ...errors] : []),
+    '',
+  ].join('\n');
+}

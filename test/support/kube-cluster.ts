@@ -163,8 +163,10 @@ export class KubeCluster {
     private readonly options: StartOptions,
     /** Set when another process owns the cluster: lifecycle requests go to its control server. */
     private readonly control?: string,
+    /** Set by reach(): the cluster runs elsewhere and answers at this URL with a certificate for this name. */
+    private readonly reached?: { url: string; tlsServerName: string },
   ) {
-    this.url = `https://127.0.0.1:${apiserverPort}`;
+    this.url = reached?.url ?? `https://127.0.0.1:${apiserverPort}`;
     this.caFile = join(dir, 'ca.crt');
     this.ca = readFileSync(this.caFile, 'utf8');
     this.users = {
@@ -236,6 +238,16 @@ export class KubeCluster {
     if (res.status !== 200) throw new Error(`the shared cluster at ${control} answered ${res.status}: ${res.text}`);
     const state = res.body as ClusterState;
     return new KubeCluster(state.dir, state.apiserverPort, state.etcdUrl, state.apiserverArgs, options, control);
+  }
+
+  /**
+   * A cluster another machine runs, for requests only: the host's, from the test VM, through a port QEMU forwards
+   * to the host's loopback (harness forwardToHost). `dir` holds its ca.crt and tokens.csv. The certificate names
+   * 127.0.0.1 and localhost, not the forwarded address: clients check it against `tlsServerName` (kubeconfig
+   * tls-server-name), never skip the check.
+   */
+  static reach(dir: string, url: string, tlsServerName: string): KubeCluster {
+    return new KubeCluster(dir, Number(new URL(url).port), '', [], {}, undefined, { url, tlsServerName });
   }
 
   get state(): ClusterState {
@@ -310,6 +322,7 @@ export class KubeCluster {
         {
           method,
           ca: this.ca,
+          servername: this.reached?.tlsServerName,
           headers: { authorization: `Bearer ${user.token}`, 'content-type': contentType, accept: 'application/json' },
         },
         (res) => collect(res, resolve),
@@ -334,7 +347,16 @@ export class KubeCluster {
     const config = {
       apiVersion: 'v1',
       kind: 'Config',
-      clusters: [{ name: 'test', cluster: { server, 'certificate-authority': this.caFile } }],
+      clusters: [
+        {
+          name: 'test',
+          cluster: {
+            server,
+            'certificate-authority': this.caFile,
+            ...(this.reached ? { 'tls-server-name': this.reached.tlsServerName } : {}),
+          },
+        },
+      ],
       users: [{ name: user.name, user: { token: user.token } }],
       contexts: [{ name: 'test', context: { cluster: 'test', user: user.name } }],
       'current-context': 'test',
@@ -390,7 +412,7 @@ export class KubeCluster {
 
   /** Stops what this process started; a shared cluster stays up for the next test file. */
   async stop(): Promise<void> {
-    if (this.control) return;
+    if (this.control || this.reached) return;
     await stopProcess(this.apiserver);
     await stopProcess(this.etcd);
     rmSync(this.dir, { recursive: true, force: true });

@@ -41,6 +41,12 @@ export interface RunInVmOptions {
   onOutput?: (chunk: string) => void;
   /** Extra environment for the script (HOME, PATH, VM_OUT, TMPDIR are set by the harness). */
   env?: Record<string, string>;
+  /**
+   * Gives the VM one network card on a restricted QEMU user network (restrict=on: it reaches nothing), through
+   * which HOST_FORWARD_ADDRESS:`guestPort` inside the VM reaches 127.0.0.1:`hostPort` on the host, and only that.
+   * The card is up at VM_NIC_ADDRESS before the script starts. Without this option the VM has no network card.
+   */
+  forwardToHost?: { guestPort: number; hostPort: number };
 }
 
 export interface RunInVmResult {
@@ -71,6 +77,27 @@ export class VmError extends Error {
 
 /** Path of the writable results share inside the VM (also exported to the script as $VM_OUT). */
 export const VM_OUT_GUEST = '/run/vm-out';
+
+/** With `forwardToHost`: the address inside the VM that leads to the host's loopback, and the VM's own. */
+export const HOST_FORWARD_ADDRESS = '10.0.2.100';
+export const VM_NIC_ADDRESS = '10.0.2.15/24';
+
+/**
+ * QEMU's -netdev argument for `forwardToHost`. A guestfwd to a chardev (`-tcp:127.0.0.1:port`) is ONE stream that
+ * QEMU opens once: every connection the guest makes to the address would be written into it, so a second client
+ * (kube-proxy and the agent each hold their own) corrupts both. `cmd:` starts one relay per guest connection; the
+ * relay, bash's /dev/tcp, connects to 127.0.0.1 and nowhere else, and ends both sides when either closes.
+ */
+export function forwardNetdev(forward: { guestPort: number; hostPort: number }): string {
+  for (const port of [forward.guestPort, forward.hostPort]) {
+    if (!Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`forwardToHost: bad port ${port}`);
+  }
+  // bash runs asynchronous commands with stdin from /dev/null: fd 4 keeps the guest connection for the writer.
+  const relay =
+    `exec 2>/dev/null 4<&0 3<>/dev/tcp/127.0.0.1/${forward.hostPort} || exit 1; ` +
+    'cat <&3 & r=$!; cat <&4 >&3 & w=$!; wait -n; kill $r $w';
+  return `user,id=n0,restrict=on,guestfwd=tcp:${HOST_FORWARD_ADDRESS}:${forward.guestPort}-cmd:/bin/bash -c '${relay}'`;
+}
 
 const DEFAULT_TIMEOUT_MS = 20 * 60 * 1000;
 const QEMU = 'qemu-system-x86_64';
@@ -513,6 +540,15 @@ export async function runInVm(opts: RunInVmOptions): Promise<RunInVmResult> {
         ? [`mkdir -p ${shq(root)} && mount --bind ${shq(`/run/host-tmp/${root.slice('/tmp/'.length)}`)} ${shq(root)}`]
         : []),
       `cd ${shq(root)} || { echo "vm: cannot cd to the repo ${root}"; echo 125 > ${H}/exit-code; exit 125; }`,
+      ...(opts.forwardToHost
+        ? [
+            // No udev: the card is whichever interface virtio_net drives.
+            'modprobe virtio_net',
+            'for d in /sys/class/net/*; do [ "$(basename "$(readlink -f "$d/device/driver" 2>/dev/null)")" = virtio_net ] && nic=${d##*/}; done',
+            `[ -n "$nic" ] && ip link set "$nic" up && ip addr add ${VM_NIC_ADDRESS} dev "$nic" || ` +
+              `{ echo "vm: no network card for forwardToHost"; echo 125 > ${H}/exit-code; exit 125; }`,
+          ]
+        : []),
       `/bin/bash ${H}/script.sh`,
       'rc=$?',
       `echo "$rc" > ${H}/exit-code.tmp && mv ${H}/exit-code.tmp ${H}/exit-code`,
@@ -528,7 +564,7 @@ export async function runInVm(opts: RunInVmOptions): Promise<RunInVmResult> {
     '-smp', '2',
     '-nographic',
     '-no-reboot',
-    '-nic', 'none',
+    ...(opts.forwardToHost ? ['-netdev', forwardNetdev(opts.forwardToHost), '-device', 'virtio-net-pci,netdev=n0,romfile='] : ['-nic', 'none']),
     '-kernel', kernel.image,
     '-initrd', initrd,
     '-append', 'console=ttyS0 quiet panic=-1',

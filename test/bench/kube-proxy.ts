@@ -1,0 +1,110 @@
+// The real kube-proxy against the agent, in one boot and on the same data (issue 11): a real kube-apiserver on the
+// host's loopback, filled through the API with the api-start fixture (populate), which the test VM reaches through
+// its one forwarded port (harness forwardToHost). Inside the VM (kube-proxy-in-vm.ts) kube-proxy in IPVS mode and
+// then the agent start against it; their memory and the time each takes from a slice write to its kernel change are
+// measured there, on the VM's clock only. Filling the API server inside the VM under TCG would take too long.
+// `node dist/test/bench/kube-proxy.js [services] [endpointsPerSlice] [rollouts]` prints the figures as JSON.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { KubeCluster } from '../support/kube-cluster.js';
+import { populate } from '../support/kube-objects.js';
+import { runInVm, tailLines } from '../vm/harness.js';
+import { renderKubeProxy, type KubeProxyBench } from './results.js';
+
+export const BENCH_NAMESPACE = 'bench';
+
+/** What the VM side reads from its environment. */
+export interface KubeProxyBenchEnv {
+  BENCH_API_PORT: string;
+  BENCH_CA: string;
+  BENCH_TOKENS: string;
+  BENCH_SERVICES: string;
+  BENCH_ENDPOINTS_PER_SLICE: string;
+  BENCH_ROLLOUTS: string;
+  BENCH_POPULATE_SECONDS: string;
+}
+
+export interface KubeProxyBenchOptions {
+  services: number;
+  endpointsPerSlice: number;
+  rollouts: number;
+  /** Progress, the VM's output included. */
+  say?: (text: string) => void;
+}
+
+/** VmRSS and VmHWM (peak) in MiB from the text of /proc/<pid>/status. */
+export function procMemory(status: string): { rssMiB: number; hwmMiB: number } {
+  const kib = (field: string): number => {
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB$`, 'm').exec(status);
+    if (!m) throw new Error(`/proc status has no ${field} line`);
+    return Number(m[1]);
+  };
+  return { rssMiB: kib('VmRSS') / 1024, hwmMiB: kib('VmHWM') / 1024 };
+}
+
+const GO_UNITS: Record<string, number> = { h: 3600, m: 60, s: 1, ms: 1e-3, us: 1e-6, 'µs': 1e-6, ns: 1e-9 };
+
+/** A Go time.Duration as printed ("1m2.5s", "850.1ms", "3µs") in seconds. */
+export function goDurationSeconds(text: string): number {
+  const parts = [...text.matchAll(/(\d+(?:\.\d+)?)(h|ms|us|µs|ns|m|s)/g)];
+  if (parts.length === 0 || parts.map((p) => p[0]).join('') !== text) throw new Error(`not a Go duration: "${text}"`);
+  return parts.reduce((sum, p) => sum + Number(p[1]) * GO_UNITS[p[2]!]!, 0);
+}
+
+/** The elapsed times of kube-proxy's completed IPv4 syncs, from its log lines (verbosity 4 and up). */
+export function ipv4SyncSeconds(lines: readonly string[]): number[] {
+  const out: number[] = [];
+  for (const line of lines) {
+    if (!line.includes('"syncProxyRules complete"') || !line.includes('ipFamily="IPv4"')) continue;
+    const elapsed = /elapsed="([^"]+)"/.exec(line)?.[1];
+    if (elapsed !== undefined) out.push(goDurationSeconds(elapsed));
+  }
+  return out;
+}
+
+export async function benchKubeProxy(o: KubeProxyBenchOptions): Promise<KubeProxyBench> {
+  const say = o.say ?? ((text: string) => process.stderr.write(`${text}\n`));
+  const cluster = await KubeCluster.start({ dedicated: true });
+  try {
+    const t0 = Date.now();
+    await populate(cluster, { namespace: BENCH_NAMESPACE, services: o.services, endpointsPerSlice: o.endpointsPerSlice });
+    const populateSeconds = (Date.now() - t0) / 1000;
+    say(`populated ${o.services} Services / ${o.services * o.endpointsPerSlice} endpoints on the host in ${populateSeconds.toFixed(0)} s`);
+    const env: KubeProxyBenchEnv = {
+      BENCH_API_PORT: String(cluster.apiserverPort),
+      BENCH_CA: cluster.ca,
+      BENCH_TOKENS: readFileSync(join(cluster.dir, 'tokens.csv'), 'utf8'),
+      BENCH_SERVICES: String(o.services),
+      BENCH_ENDPOINTS_PER_SLICE: String(o.endpointsPerSlice),
+      BENCH_ROLLOUTS: String(o.rollouts),
+      BENCH_POPULATE_SECONDS: String(populateSeconds),
+    };
+    const vm = await runInVm({
+      script: '"$NODE" dist/test/bench/kube-proxy-in-vm.js || { rc=$?; dmesg | tail -n 20; exit "$rc"; }',
+      env: { ...env },
+      forwardToHost: { guestPort: cluster.apiserverPort, hostPort: cluster.apiserverPort },
+      // kube-proxy, the agent and this benchmark's own process each hold the 10,000 Services.
+      memoryMiB: 3072,
+      timeoutMs: 100 * 60_000,
+      onOutput: (chunk) => process.stderr.write(chunk),
+    });
+    let results: KubeProxyBench;
+    try {
+      results = JSON.parse(readFileSync(join(vm.outDir, 'kube-proxy.json'), 'utf8')) as KubeProxyBench;
+    } catch {
+      throw new Error(`the VM wrote no figures (exit ${vm.exitCode}); artifacts in ${vm.outDir}\n${tailLines(vm.output, 30)}`);
+    }
+    say(`VM artifacts (kube-proxy's and the agent's logs) in ${vm.outDir}`);
+    return results;
+  } finally {
+    await cluster.stop();
+  }
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  const [services = 10_000, perSlice = 10, rollouts = 5] = process.argv.slice(2).map(Number);
+  const results = await benchKubeProxy({ services, endpointsPerSlice: perSlice, rollouts });
+  process.stderr.write(renderKubeProxy(results));
+  process.stdout.write(`${JSON.stringify(results, null, 2)}\n`);
+}
