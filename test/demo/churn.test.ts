@@ -41,13 +41,15 @@ describe('judging from the recorded watch', () => {
     assert.equal(judge([del(5100)], events, [], 2000).deletedWhileServing.length, 0, 'changed 0.1 s before: a race, not a violation');
     assert.equal(judge([del(5100)], events, [], 2000).deletedWhileServingStrict, 0);
     assert.equal(judge([del(6000, 1)], events, [], 2000).deletedAboveWeightZero.length, 1);
-    const back = { at: 8000, services: { 'churn/a': { '10.0.0.1': 1 } } };
+    const back = { startedAt: 7900, at: 8000, services: { 'churn/a': { '10.0.0.1': 1 } } };
     assert.equal(judge([del(6000)], events, [back], 2000).reAddedByKubeProxy.length, 1);
-    assert.equal(judge([del(6000)], events, [{ ...back, at: 13_000 }], 2000).reAddedByKubeProxy.length, 0, 'the address came back in the API');
+    assert.equal(judge([del(6000)], events, [{ ...back, startedAt: 12_900, at: 13_000 }], 2000).reAddedByKubeProxy.length, 0, 'the address came back in the API');
+    // A dump that read the real server just before the deletion and ended after it (seen in a CI run).
+    assert.equal(judge([del(6000)], events, [{ ...back, startedAt: 5950 }], 2000).reAddedByKubeProxy.length, 0, 'read before the deletion');
   });
 
   it('a weight-0 real server is stale when the final API state has no serving endpoint for it', () => {
-    const final = { at: 20_000, services: { 'churn/a': { '10.0.0.1': 0, '10.0.0.2': 0, '10.0.0.3': 1 } } };
+    const final = { startedAt: 19_900, at: 20_000, services: { 'churn/a': { '10.0.0.1': 0, '10.0.0.2': 0, '10.0.0.3': 1 } } };
     assert.deepEqual(staleZeroWeight(final, events), ['churn/a 10.0.0.2']);
   });
 });

@@ -154,6 +154,9 @@ export interface AgentDeletion {
 
 /** One kernel dump: service name -> address -> weight. */
 export interface KernelSample {
+  /** When the dump began: a real server in it may have been read before anything that happened after this. */
+  startedAt: number;
+  /** When the dump ended. */
   at: number;
   services: Record<string, Record<string, number>>;
 }
@@ -177,7 +180,8 @@ export function judge(deletions: readonly AgentDeletion[], events: readonly Slic
     if (d.weight !== 0) verdict.deletedAboveWeightZero.push(`${name}: weight ${d.weight}`);
     if (servingAt(events, d.service, ip, d.at)) verdict.deletedWhileServingStrict++;
     if (servingThroughout(events, d.service, ip, d.at - allowanceMs, d.at)) verdict.deletedWhileServing.push(name);
-    const back = samples.find((s) => s.at > d.at && s.services[d.service]?.[ip] !== undefined);
+    // Only a dump begun after the deletion shows the real server back: one begun before may have read it first.
+    const back = samples.find((s) => s.startedAt > d.at && s.services[d.service]?.[ip] !== undefined);
     if (back && !listedBetween(events, d.service, ip, d.at, back.at)) verdict.reAddedByKubeProxy.push(`${name}: back at ${new Date(back.at).toISOString()}`);
   }
   return verdict;

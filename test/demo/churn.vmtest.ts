@@ -69,7 +69,8 @@ function recordWatch(cluster: KubeCluster, events: SliceEvent[]): { stop: () => 
         failure ??= new Error(`the recorded watch answered ${res.statusCode}`);
         return;
       }
-      createInterface({ input: res }).on('line', (line) => {
+      // readline re-emits its input's errors: without a listener of its own a reset is an uncaught exception.
+      createInterface({ input: res }).on('error', () => undefined).on('line', (line) => {
         let e: {
           type: SliceEvent['type'] | 'ERROR' | 'BOOKMARK';
           object: { metadata: { name: string; resourceVersion: string; labels?: Record<string, string> }; endpoints?: { addresses: string[]; conditions?: { serving?: boolean } }[] };
@@ -110,7 +111,7 @@ function recordWatch(cluster: KubeCluster, events: SliceEvent[]): { stop: () => 
 }
 
 async function sample(ipvs: IpvsClient, services: number): Promise<KernelSample> {
-  const out: KernelSample = { at: Date.now(), services: {} };
+  const out: KernelSample = { startedAt: Date.now(), at: 0, services: {} };
   const byIp = new Map(Array.from({ length: services }, (_, i) => [clusterIP(i), `${CHURN_NAMESPACE}/${serviceName(i)}`]));
   for (const vs of await ipvs.listServices()) {
     if (vs.key.kind !== 'address' || !byIp.has(vs.key.address)) continue;
@@ -254,6 +255,8 @@ test(`churn: ${size.changes} EndpointSlice changes over ${size.services} Service
     };
     log(JSON.stringify(summary));
     for (const line of kubeProxyServing) log(`kube-proxy deleted the real server of a serving endpoint: ${line}`);
+    for (const line of verdict.reAddedByKubeProxy) log(`kube-proxy re-added a real server the agent deleted: ${line}`);
+    for (const line of verdict.deletedWhileServing) log(`deleted while serving: ${line}`);
     assert.ok(verdict.deletions > 0, 'the agent deleted nothing: the churn did not exercise it');
     assert.deepEqual(verdict.deletedWhileServing, [], 'real servers deleted while the API listed their endpoint serving');
     assert.deepEqual(verdict.deletedAboveWeightZero, [], 'deletions at weight > 0');
