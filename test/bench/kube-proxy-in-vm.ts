@@ -91,6 +91,11 @@ function reachHostCluster(): KubeCluster {
   return KubeCluster.reach(dir, `https://${HOST_FORWARD_ADDRESS}:${env.BENCH_API_PORT}`, 'localhost');
 }
 
+const histogram = (text: string) => ({
+  sum: metricValue(text, 'ipvs_janitor_event_to_deletion_seconds_sum'),
+  count: metricValue(text, 'ipvs_janitor_event_to_deletion_seconds_count'),
+});
+
 const vipOf = (clusterIP: string): ServiceKey => ({ kind: 'address', family: 'ipv4', protocol: 'tcp', address: clusterIP, port: 80 });
 
 /** Every bench Service's cluster IP, from one list. */
@@ -103,8 +108,7 @@ async function clusterIPs(cluster: KubeCluster): Promise<Map<string, string>> {
 }
 
 /** Waits until the kernel holds every bench virtual service with all its real servers; records how far it got. */
-async function waitForFullTable(client: IpvsClient, ips: ReadonlySet<string>): Promise<void> {
-  const deadline = Date.now() + FULL_TABLE_TIMEOUT_MS;
+async function waitForFullTable(client: IpvsClient, ips: ReadonlySet<string>, deadline: number): Promise<void> {
   const present = async () => (await client.listServices()).filter((s) => s.key.kind === 'address' && ips.has(s.key.address)).length;
   for (;;) {
     results.kubeProxy.servicesProgrammed = await present();
@@ -124,7 +128,8 @@ async function waitForFullTable(client: IpvsClient, ips: ReadonlySet<string>): P
           `${results.kubeProxy.servicesProgrammed} of ${ips.size} virtual services in the kernel`,
       );
     }
-    await sleep(5000);
+    // Each look at the kernel takes CPU from the sync it waits for.
+    await sleep(10_000);
   }
 }
 
@@ -173,6 +178,7 @@ async function rollout(cluster: KubeCluster, client: IpvsClient, proxy: KubeProx
     );
     deleted.catch(() => {});
     const mark = proxy.lines.length;
+    const before = histogram(await agent.metrics());
     const removal = await writeSlice(cluster, current);
     sample.writeMs.push(removal.roundTripMs);
     await until(async () => (await weight()) === undefined, `the deletion of ${sample.realServer}`, DELETION_TIMEOUT_MS, KERNEL_POLL_MS);
@@ -180,6 +186,9 @@ async function rollout(cluster: KubeCluster, client: IpvsClient, proxy: KubeProx
     const line = await deleted;
     sample.agentLogMs = Date.parse(String(line.timestamp)) - removal.sentWall;
     sample.trigger = String(line.trigger);
+    const after = histogram(await agent.metrics());
+    // One observation: the event that led to this deletion (a deletion by the resync records none).
+    if (after.count - before.count === 1) sample.agentEventToDeletionMs = (after.sum - before.sum) * 1000;
     say(`${name}: the agent deleted it ${sample.agentDeletionMs.toFixed(0)} ms after the endpoint left the slice (trigger ${sample.trigger})`);
     // The next rollout starts once kube-proxy has taken this one in, so that it does not wait behind this sync.
     await proxy.waitForSync(mark, WEIGHT_ZERO_TIMEOUT_MS);
@@ -204,9 +213,19 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(join(process.env.TMPDIR ?? '/tmp', 'kube-proxy-'));
   say(`starting kube-proxy (mode ipvs) for ${SERVICES} Services / ${SERVICES * PER_SLICE} endpoints`);
   const proxyStart = performance.now();
+  const deadline = Date.now() + FULL_TABLE_TIMEOUT_MS;
   let proxy: KubeProxy;
   try {
-    proxy = await KubeProxy.start({ cluster, dir, clusterCIDR: '10.244.0.0/16', readyTimeoutMs: FULL_TABLE_TIMEOUT_MS });
+    proxy = await KubeProxy.start({
+      cluster,
+      dir,
+      clusterCIDR: '10.244.0.0/16',
+      readyTimeoutMs: FULL_TABLE_TIMEOUT_MS,
+      // Its errors and sync ends show progress; the whole log (verbosity 5) goes to $VM_OUT/kube-proxy.log.
+      logTo: (line) => {
+        if (/^[EF]\d{4} /.test(line) || line.includes('"syncProxyRules complete"')) say(`kube-proxy: ${line.slice(0, 300)}`);
+      },
+    });
   } catch (err) {
     // start() stopped it; what it programmed stays in the kernel.
     results.kubeProxy.servicesProgrammed = (await client.listServices()).filter((v) => v.key.kind === 'address' && vips.has(v.key.address)).length;
@@ -214,7 +233,7 @@ async function main(): Promise<void> {
   }
   let agent: AgentProcess | undefined;
   try {
-    await waitForFullTable(client, vips);
+    await waitForFullTable(client, vips, deadline);
     results.kubeProxy.firstSyncSeconds = (performance.now() - proxyStart) / 1000;
     say(`kube-proxy: full table in the kernel ${results.kubeProxy.firstSyncSeconds.toFixed(0)} s after its start`);
     await sleep(SETTLE_MS);

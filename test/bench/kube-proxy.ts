@@ -4,11 +4,13 @@
 // then the agent start against it; their memory and the time each takes from a slice write to its kernel change are
 // measured there, on the VM's clock only. Filling the API server inside the VM under TCG would take too long.
 // `node dist/test/bench/kube-proxy.js [services] [endpointsPerSlice] [rollouts]` prints the figures as JSON.
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { KubeCluster } from '../support/kube-cluster.js';
 import { populate } from '../support/kube-objects.js';
+import { until } from '../support/poll.js';
 import { runInVm, tailLines } from '../vm/harness.js';
 import { renderKubeProxy, type KubeProxyBench } from './results.js';
 
@@ -71,6 +73,12 @@ export async function benchKubeProxy(o: KubeProxyBenchOptions): Promise<KubeProx
     await populate(cluster, { namespace: BENCH_NAMESPACE, services: o.services, endpointsPerSlice: o.endpointsPerSlice });
     const populateSeconds = (Date.now() - t0) / 1000;
     say(`populated ${o.services} Services / ${o.services * o.endpointsPerSlice} endpoints on the host in ${populateSeconds.toFixed(0)} s`);
+    // Another VM on the same cores would be measured too (a shared 2-core host runs the CI suite's VMs).
+    const otherVm = () => spawnSync('pgrep', ['-f', 'qemu-system-x86_64']).status === 0;
+    if (otherVm()) {
+      say('another QEMU VM is running: waiting (up to 20 min) until it has ended');
+      await until(() => !otherVm(), 'the other QEMU VM to end', 20 * 60_000, 30_000);
+    }
     const env: KubeProxyBenchEnv = {
       BENCH_API_PORT: String(cluster.apiserverPort),
       BENCH_CA: cluster.ca,

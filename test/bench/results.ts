@@ -211,6 +211,8 @@ export interface RolloutSample {
   agentDeletionMs?: number;
   /** The same, to the timestamp of the agent's "deleted real server" line. */
   agentLogMs?: number;
+  /** The agent's own part: its event_to_deletion histogram (event received → deleted), when an event did it. */
+  agentEventToDeletionMs?: number;
   /** The agent's `trigger` for that deletion: `event`, `resync` or `follow-up`. */
   trigger?: string;
   /** The PUT's round trip through the forwarded port, included in both times above. */
@@ -286,6 +288,7 @@ export function renderKubeProxy(r: KubeProxyBench): string {
       samples(r.rollouts.map((s) => s.agentDeletionMs)),
     ],
     ['the same, to the agent\'s "deleted real server" log line', samples(r.rollouts.map((s) => s.agentLogMs))],
+    ['of which the agent\'s own part (its event_to_deletion: event received → deleted)', samples(r.rollouts.map((s) => s.agentEventToDeletionMs))],
     ['the slice PUT\'s round trip (in the times above)', samples(r.rollouts.flatMap((s) => s.writeMs))],
   ];
   const errors = r.rollouts.filter((s) => s.error).map((s) => `- ${s.service} (${s.realServer}): ${s.error}`);
