@@ -26,7 +26,7 @@ const ev = (at: number, endpoints: Record<string, boolean>, type: SliceEvent['ty
 
 describe('judging from the recorded watch', () => {
   const events = [ev(1000, { '10.0.0.1': true }, 'ADDED'), ev(5000, { '10.0.0.1': false }), ev(9000, {}), ev(12_000, { '10.0.0.1': true })];
-  const del = (at: number, weight = 0): AgentDeletion => ({ at, service: 'churn/a', realServer: '10.0.0.1:8080', weight, reason: 'endpoint-gone' });
+  const del = (at: number, weight = 0): AgentDeletion => ({ at, service: 'churn/a', realServer: '10.0.0.1:8080', weight, reason: 'endpoint-gone', trigger: 'event' });
 
   it('replays the serving state at any instant', () => {
     assert.deepEqual([500, 1000, 4999, 5000, 9500, 12_000].map((t) => servingAt(events, 'churn/a', '10.0.0.1', t)), [false, true, true, false, false, true]);

@@ -150,6 +150,8 @@ export interface AgentDeletion {
   realServer: string;
   weight: number;
   reason: string;
+  /** What made the agent look: 'event', 'follow-up' (a followed real server kube-proxy zeroed late), 'resync'. */
+  trigger: string;
 }
 
 /** One kernel dump: service name -> address -> weight. */

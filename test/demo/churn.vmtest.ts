@@ -191,7 +191,7 @@ test(`churn: ${size.changes} EndpointSlice changes over ${size.services} Service
       }
       if (m.message === 'informers synced: full resync') synced = true;
       if (m.message === 'deleted real server')
-        deletions.push({ at: Date.now(), service: String(m.service), realServer: String(m.realServer), weight: Number(m.weight), reason: String(m.reason) });
+        deletions.push({ at: Date.now(), service: String(m.service), realServer: String(m.realServer), weight: Number(m.weight), reason: String(m.reason), trigger: String(m.trigger) });
     });
     await until(() => (synced ? true : agent!.exitCode !== null ? Promise.reject(new Error('agent exited')) : undefined), 'the agent syncs its informers', 8 * MINUTE, 500);
     log('agent synced');
@@ -240,6 +240,7 @@ test(`churn: ${size.changes} EndpointSlice changes over ${size.services} Service
       services: size.services,
       agentDeletions: verdict.deletions,
       byReason: deletions.reduce<Record<string, number>>((acc, d) => ({ ...acc, [d.reason]: (acc[d.reason] ?? 0) + 1 }), {}),
+      byTrigger: deletions.reduce<Record<string, number>>((acc, d) => ({ ...acc, [d.trigger]: (acc[d.trigger] ?? 0) + 1 }), {}),
       deletedWhileServing: verdict.deletedWhileServing.length,
       deletedWhileServingStrict: verdict.deletedWhileServingStrict,
       deletedAboveWeightZero: verdict.deletedAboveWeightZero.length,
