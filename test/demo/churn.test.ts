@@ -63,6 +63,12 @@ describe('kube-proxy\'s own deletions', () => {
       { at: 4000, realServer: '10.96.200.9:80/TCP/10.0.0.1:8080' },
     ];
     const serviceOf = (vip: string) => (vip === '10.96.200.1' ? 'churn/a' : undefined);
-    assert.deepEqual(kubeProxyDeletedServing(lines, events, serviceOf, 2000), [`10.96.200.1:80/TCP/10.0.0.1:8080 at ${new Date(4000).toISOString()}`]);
+    assert.deepEqual(kubeProxyDeletedServing(lines, events, serviceOf, 2000, []), [
+      `10.96.200.1:80/TCP/10.0.0.1:8080 at ${new Date(4000).toISOString()}, the agent had not deleted it`,
+    ]);
+    const agent = (at: number, realServer = '10.0.0.1:8080') => ({ at, service: 'churn/a', realServer, weight: 0, reason: 'endpoint-gone', trigger: 'event' });
+    assert.deepEqual(kubeProxyDeletedServing(lines, events, serviceOf, 2000, [agent(500), agent(1500, '10.0.0.1:9090'), agent(3000), agent(4500)]), [
+      `10.96.200.1:80/TCP/10.0.0.1:8080 at ${new Date(4000).toISOString()}, 1.0 s after the agent deleted it`,
+    ]);
   });
 });

@@ -211,13 +211,20 @@ export function kubeProxyDeletedServing(
   events: readonly SliceEvent[],
   serviceOf: (vip: string) => string | undefined,
   allowanceMs: number,
+  agentDeletions: readonly AgentDeletion[],
 ): string[] {
   const out: string[] = [];
   for (const l of lines) {
-    const m = /^([^:]+):\d+\/\w+\/(.+):\d+$/.exec(l.realServer);
+    const m = /^([^:]+):\d+\/\w+\/(.+:\d+)$/.exec(l.realServer);
     const service = m && serviceOf(m[1]!);
     if (!m || !service) continue;
-    if (servingThroughout(events, service, m[2]!, l.at - allowanceMs, l.at)) out.push(`${l.realServer} at ${new Date(l.at).toISOString()}`);
+    const realServer = m[2]!;
+    const ip = realServer.slice(0, realServer.lastIndexOf(':'));
+    if (!servingThroughout(events, service, ip, l.at - allowanceMs, l.at)) continue;
+    // The cause README's Troubleshooting names: the agent deleted it while it was on kube-proxy's list.
+    const earlier = agentDeletions.filter((d) => d.service === service && d.realServer === realServer && d.at < l.at).at(-1);
+    const cause = earlier ? `${((l.at - earlier.at) / 1000).toFixed(1)} s after the agent deleted it` : 'the agent had not deleted it';
+    out.push(`${l.realServer} at ${new Date(l.at).toISOString()}, ${cause}`);
   }
   return out;
 }

@@ -233,7 +233,7 @@ test(`churn: ${size.changes} EndpointSlice changes over ${size.services} Service
     const syncFailures = proxy.syncFailures(kubeProxyFrom);
     const kubeProxyDeleting = proxy.realServerLines(kubeProxyFrom).filter((l) => l.message === 'Deleting real server');
     const vips = new Map(Array.from({ length: size.services }, (_, i) => [clusterIP(i), `${CHURN_NAMESPACE}/${serviceName(i)}`]));
-    const kubeProxyServing = kubeProxyDeletedServing(kubeProxyDeleting, events, (vip) => vips.get(vip), ALLOWANCE_MS);
+    const kubeProxyServing = kubeProxyDeletedServing(kubeProxyDeleting, events, (vip) => vips.get(vip), ALLOWANCE_MS, deletions);
     const summary = {
       seed,
       changes: plan.changes.length,
