@@ -77,7 +77,9 @@ export async function benchKubeProxy(o: KubeProxyBenchOptions): Promise<KubeProx
     const otherVm = () => spawnSync('pgrep', ['-f', 'qemu-system-x86_64']).status === 0;
     if (otherVm()) {
       say('another QEMU VM is running: waiting (up to 20 min) until it has ended');
-      await until(() => !otherVm(), 'the other QEMU VM to end', 20 * 60_000, 30_000);
+      await until(() => !otherVm(), 'the other QEMU VM to end', 20 * 60_000, 30_000).catch(() =>
+        say('the other QEMU VM still runs after 20 min: booting anyway (the figures share the host with it)'),
+      );
     }
     const env: KubeProxyBenchEnv = {
       BENCH_API_PORT: String(cluster.apiserverPort),

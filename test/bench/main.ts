@@ -23,7 +23,8 @@ if (values.only !== undefined && !['read', 'api', 'kube-proxy'].includes(values.
   throw new Error(`--only ${values.only}: use read, api or kube-proxy`);
 }
 const jsonPath = resolve(positionals[0] ?? join(repoRoot(), 'test/bench/results.json'));
-type Saved = BenchResults & { apiStart?: ApiStartResults; kubeProxy?: KubeProxyBench };
+/** kubeProxyEarlier: the runs before the latest (an incomplete larger one says where the limit was). */
+type Saved = BenchResults & { apiStart?: ApiStartResults; kubeProxy?: KubeProxyBench; kubeProxyEarlier?: KubeProxyBench[] };
 const previous = JSON.parse(readFileSync(jsonPath, 'utf8')) as Saved;
 
 const API_SERVICES = 10_000;
@@ -43,7 +44,8 @@ async function kubeProxy(saved: Saved): Promise<void> {
     rollouts: Number(values.rollouts ?? 5),
   });
   process.stdout.write(renderKubeProxy(figures));
-  writeFileSync(jsonPath, `${JSON.stringify({ ...saved, kubeProxy: figures }, null, 2)}\n`);
+  const earlier = [...(saved.kubeProxyEarlier ?? []), ...(saved.kubeProxy ? [saved.kubeProxy] : [])];
+  writeFileSync(jsonPath, `${JSON.stringify({ ...saved, kubeProxy: figures, kubeProxyEarlier: earlier }, null, 2)}\n`);
   if (figures.failure || figures.rollouts.some((r) => r.error)) process.exitCode = 1;
 }
 
@@ -69,7 +71,7 @@ if (vm.exitCode !== 0) {
 const results = JSON.parse(readFileSync(join(vm.outDir, 'bench.json'), 'utf8')) as BenchResults;
 process.stdout.write(renderTable(results));
 const apiStartResults = values.only === 'read' ? previous.apiStart : await apiStart();
-const saved: Saved = { ...results, apiStart: apiStartResults, kubeProxy: previous.kubeProxy };
+const saved: Saved = { ...results, apiStart: apiStartResults, kubeProxy: previous.kubeProxy, kubeProxyEarlier: previous.kubeProxyEarlier };
 writeFileSync(jsonPath, `${JSON.stringify(saved, null, 2)}\n`);
 process.stderr.write(`figures written to ${jsonPath}; VM artifacts (CPU profile, if any) in ${vm.outDir}\n`);
 if (values.only !== 'read') await kubeProxy(saved);
