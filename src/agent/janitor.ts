@@ -273,6 +273,17 @@ export class Janitor {
     }
     let remaining = decision.zeroWeightSince.size;
     const check = decision.deletions.some((d) => NEEDS_CURRENT_CACHE.has(d.reason)) ? await confirm() : undefined;
+    // The confirmation is a round trip (over a second on a loaded node): connections may have become active and
+    // somebody else may have removed a real server meanwhile, so what is deleted is decided on a read taken after it.
+    let current = destinations;
+    if (check !== undefined) {
+      try {
+        current = await this.o.ipvs.listDestinations(vs.key);
+      } catch (err) {
+        this.kernelError('read destinations', vs, err);
+        return remaining;
+      }
+    }
     for (const deletion of decision.deletions) {
       if (check !== undefined && check.kind !== 'current' && NEEDS_CURRENT_CACHE.has(deletion.reason)) {
         this.putOff(vs, deletion, check);
@@ -280,16 +291,21 @@ export class Janitor {
       }
       // The caches may have changed while we read the kernel (the address came back, the Service went,
       // sync was lost): the decision is taken again on what they say now, right before the request goes out.
-      const same = destinations.filter((d) => destinationKeyString(d) === destinationKeyString(deletion.destination));
+      const same = current.filter((d) => destinationKeyString(d) === destinationKeyString(deletion.destination));
+      if (same.length === 0) {
+        remaining--;
+        continue;
+      }
       if (!this.stillToDelete(vs.service, key, same, decision.zeroWeightSince)) {
-        this.o.log.info('kept real server: the Service changed since the decision', {
+        this.o.log.info('kept real server: the Service or its connections changed since the decision', {
           service: refKey(vs.service),
           virtualService: describeServiceKey(vs.key),
           realServer: addressPortKey(deletion.destination.address, deletion.destination.port),
         });
         continue;
       }
-      if (await this.delete(deletion, trigger)) remaining--;
+      // Logged with what the fresh read saw.
+      if (await this.delete({ ...deletion, destination: same[0]! }, trigger)) remaining--;
     }
     return remaining;
   }

@@ -2,7 +2,7 @@
 // frozen cache then looks complete while the API says an endpoint (unknown to it) is serving.
 import assert from 'node:assert/strict';
 import { beforeEach, describe, it } from 'node:test';
-import { JanitorRig, web } from '../support/janitor-rig.js';
+import { ep, JanitorRig, rs, vip, web } from '../support/janitor-rig.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -58,6 +58,40 @@ describe('janitor: the API server confirms the cache before a deletion that rest
     j.serviceChanged(web);
     await j.idle();
     assert.deepEqual(rig.desired.confirmed, []);
+    await j.stop();
+  });
+
+  it('drain: a connection that became active while the API server was asked keeps the real server (the kernel is read again after the answer)', async () => {
+    // Seen in the demo: 1.2 s of confirmation under emulation, and new connections on the terminating pod meanwhile.
+    rig.desired.endpoints = [ep(1, 'ready'), ep(2, 'ready'), ep(3, 'terminating-serving'), ep(4, 'ready')];
+    rig.ipvs.setConnections(vip, rs(3, 0), { active: 0, inactive: 40 });
+    rig.desired.confirm = async (ref) => {
+      rig.desired.confirmed.push(`${ref.namespace}/${ref.name}`);
+      rig.ipvs.setConnections(vip, rs(3, 0), { active: 1, inactive: 40 });
+      return { kind: 'current' };
+    };
+    const j = rig.janitor({ mode: 'drain' }, false, { drainPollIntervalMs: 60_000 });
+    j.serviceChanged(web);
+    await j.idle();
+    assert.deepEqual(rig.desired.confirmed, ['shop/web']);
+    assert.deepEqual(await rig.addresses(), ['10.240.0.1/1', '10.240.0.2/0', '10.240.0.3/0', '10.240.0.4/0']);
+    assert.equal(rig.ipvs.count('deleteDestination'), 0);
+    await j.stop();
+  });
+
+  it('a real server somebody else removed while the API server was asked is neither deleted again nor reported kept', async () => {
+    rig.desired.confirm = async (ref) => {
+      rig.desired.confirmed.push(`${ref.namespace}/${ref.name}`);
+      await rig.ipvs.deleteDestination(vip, rs(2, 0)); // kube-proxy was faster
+      return { kind: 'current' };
+    };
+    const j = rig.janitor({ mode: 'graceful' });
+    j.serviceChanged(web);
+    await j.idle();
+    assert.deepEqual(await rig.addresses(), ['10.240.0.1/1', '10.240.0.3/0']);
+    assert.deepEqual(rig.records.filter((r) => r.message.startsWith('kept real server')), []);
+    // Only what the agent removed itself is logged as its deletion.
+    assert.deepEqual(rig.records.filter((r) => r.message === 'deleted real server').map((r) => r.realServer), ['10.240.0.4:8080']);
     await j.stop();
   });
 });
