@@ -1,19 +1,21 @@
 // `npm run demo`: boots the test VM once and, inside it (test/demo/vm-main.ts), starts the real kube-apiserver,
 // kube-proxy (mode ipvs) and nginx, plays the rollout for every agent policy under both kernel behaviours, and
 // prints the table.
-//   npm run demo [-- --json] [-- --full] [-- --keep]
+//   npm run demo [-- --json] [-- --full] [-- --keep] [-- --scenes 8,10]
 // Progress goes to stderr; stdout carries the table, or with --json exactly one JSON object.
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { runInVm, tailLines } from '../vm/harness.js';
 import { formatReport, parseDemoResult, RESULT_FILE } from './report.js';
+import { selectScenes } from './scene.js';
 
 const { values } = parseArgs({
   options: {
     json: { type: 'boolean', default: false },
     full: { type: 'boolean', default: false },
     keep: { type: 'boolean', default: false },
+    scenes: { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   },
 });
@@ -22,14 +24,23 @@ if (values.help) {
     'usage: npm run demo [-- --json] [-- --full] [-- --keep]\n' +
       '  --json  one JSON object on stdout\n' +
       '  --full  longer runs: over two minutes after each death, so kube-proxy\'s once-a-minute check runs twice\n' +
-      '  --keep  keep the VM results dir: each scene\'s raw request records, marks and watcher events\n',
+      '  --keep  keep the VM results dir: each scene\'s raw request records, marks and watcher events\n' +
+      '  --scenes 8,10  play only these scenes (numbers as in the full table\'s order: 1-10)\n',
   );
   process.exit(0);
 }
 
+let sceneList = '';
+try {
+  sceneList = values.scenes === undefined ? '' : ` --scenes ${selectScenes(values.scenes).join(',')}`;
+} catch (err) {
+  process.stderr.write(`${(err as Error).message}\n`);
+  process.exit(2);
+}
+
 const started = Date.now();
 const vm = await runInVm({
-  script: `exec node dist/test/demo/vm-main.js${values.full ? ' --full' : ''}`,
+  script: `exec node dist/test/demo/vm-main.js${values.full ? ' --full' : ''}${sceneList}`,
   // kube-proxy's syncs take 8-80 s each under TCG, kube-apiserver minutes to start on a loaded host.
   timeoutMs: (values.full ? 90 : 60) * 60_000,
   onOutput: (chunk) => process.stderr.write(chunk.replace(/^(?=.)/gm, '[vm] ')),

@@ -29,6 +29,7 @@ import {
   CLIENT_POD,
   DEFAULT_TIMINGS,
   demoScenes,
+  selectScenes,
   EMULATION_TEXT,
   expectedWeights,
   flipsOnRemoval,
@@ -63,6 +64,13 @@ describe('scenes', () => {
         '10 old-kernel drain before-slice-update',
       ],
     );
+  });
+
+  it('--scenes picks scenes by number and names what is not one', () => {
+    assert.deepEqual(selectScenes('8, 10'), [8, 10]);
+    assert.throws(() => selectScenes('11'), /--scenes 11: "11" is not a scene number \(1-10\)/);
+    assert.throws(() => selectScenes('drain'), /"drain" is not a scene number/);
+    assert.throws(() => selectScenes(''), /"" is not a scene number/);
   });
 
   it('no two scenes (or a scene and the client, nginx, its users) share a ClusterIP, a route, a pod name or address', () => {

@@ -144,6 +144,15 @@ export function demoScenes(): Scene[] {
   return plays.map((p, i) => scene(i + 1, p.policy, p.emulation, p.death));
 }
 
+/** `--scenes 8,10`: scene numbers of demoScenes(); throws naming what is not one. */
+export function selectScenes(list: string): number[] {
+  const count = demoScenes().length;
+  const numbers = list.split(',').map((part) => part.trim());
+  for (const n of numbers)
+    if (!/^\d+$/.test(n) || Number(n) < 1 || Number(n) > count) throw new Error(`--scenes ${list}: ${JSON.stringify(n)} is not a scene number (1-${count})`);
+  return numbers.map(Number);
+}
+
 export function serviceSpec(s: Scene): ServiceSpec {
   return {
     namespace: NAMESPACE,

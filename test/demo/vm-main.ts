@@ -1,11 +1,11 @@
 // The demo inside the test VM: plays every scene on one stage and writes the result (and each scene's raw
 // records) to the results share for the host.
-//   node dist/test/demo/vm-main.js [--full]      (root, in the VM: test/demo/main.ts runs it)
+//   node dist/test/demo/vm-main.js [--full] [--scenes 8,10]     (root, in the VM: test/demo/main.ts runs it)
 import { writeFileSync } from 'node:fs';
 import { release } from 'node:os';
 import { join } from 'node:path';
 import { kubeProxyVersion } from '../support/kube-proxy.js';
-import { EMULATION_TEXT, DEFAULT_TIMINGS, demoScenes, FULL_TIMINGS } from './scene.js';
+import { EMULATION_TEXT, DEFAULT_TIMINGS, demoScenes, FULL_TIMINGS, selectScenes } from './scene.js';
 import { RESULT_FILE, type DemoResult, type ScenarioResult } from './report.js';
 import { Stage } from './stage.js';
 
@@ -17,7 +17,9 @@ const timings = full ? FULL_TIMINGS : DEFAULT_TIMINGS;
 const started = Date.now();
 const progress = (line: string) => process.stdout.write(`[demo +${Math.round((Date.now() - started) / 1000)} s] ${line}\n`);
 
-const scenes = demoScenes();
+const chosen = process.argv.indexOf('--scenes');
+const only = chosen >= 0 ? selectScenes(process.argv[chosen + 1] ?? '') : undefined;
+const scenes = demoScenes().filter((s) => only === undefined || only.includes(s.index));
 const stage = await Stage.open(scenes, progress, outDir);
 const scenesStarted = Date.now();
 const scenarios: ScenarioResult[] = [];
