@@ -145,8 +145,10 @@ function verdict(policy: Policy, backing: Backing | undefined, zeroWeightForMs: 
   if (backing === 'ready') return untilOverdue;
   if (policy.mode === 'graceful' && backing === 'terminating') return untilOverdue;
   // drain: only active connections hold a real server whose endpoint is on its way out; a finished TCP
-  // connection (and every UDP entry) is inactive, and under port reuse those never reach 0.
-  if (policy.mode === 'drain' && active > 0) return overdue ? untilOverdue : { action: 'drain' };
+  // connection (and every UDP entry) is inactive, and under port reuse those never reach 0. An endpoint gone from
+  // every slice holds nothing: the EndpointSlice controller removes it once the pod's containers have stopped, and
+  // the demo saw ActiveConn above 0 on the dead pod for as long as clients kept reusing its tuples.
+  if (policy.mode === 'drain' && active > 0 && backing !== undefined) return overdue ? untilOverdue : { action: 'drain' };
   const reason: DeletionReason =
     backing === undefined ? 'endpoint-gone' : backing === 'not-serving' ? 'endpoint-not-serving' : 'endpoint-drained';
   return { action: 'delete', reason };

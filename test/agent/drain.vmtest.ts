@@ -84,7 +84,7 @@ describe('drain policy on the real kernel', () => {
     client = createPod({ name: 'dr-client' });
     old = createPod({ name: 'dr-old' });
     fresh = createPod({ name: 'dr-new' });
-    addDummy('dr-vips', [vip4(201), vip4(202), vip4(203)]);
+    addDummy('dr-vips', [vip4(201), vip4(202), vip4(203), vip4(204)]);
     for (const pod of [old, fresh]) {
       const server = spawnInNetns(pod.netns, process.execPath, [POD_SERVER, pod.name, '8080']);
       servers.set(pod.name, server);
@@ -184,5 +184,27 @@ describe('drain policy on the real kernel', () => {
     await janitor.idle();
     assert.equal(await find(svc, old), undefined);
     assert.equal(deletions()[already]?.trigger, 'event');
+  });
+
+  it('deletes at once the real server of an endpoint gone from the slice, active connections or not', async () => {
+    // The demo's old-kernel scenes: once the pod is dead, reused tuples kept ActiveConn above 0 on its real server.
+    const svc = tcp(vip4(204), 80);
+    await ipvs.createService({ key: svc, scheduler: 'rr' });
+    await ipvs.createDestination(svc, rs(fresh, 1));
+    want(svc, [ep(fresh, 'ready')]);
+    const request = spawnInNetns(client.netns, process.execPath, ['-e', HTTP_CLIENT, `http://${svc.address}/slow`]);
+    await waitForOutput(request, /pod dr-new start/);
+    await ipvs.updateDestination(svc, rs(fresh, 0));
+    assert.ok(((await find(svc, fresh))?.activeConnections ?? 0) >= 1, 'the long request is an active connection');
+
+    const already = deletions().length;
+    want(svc, []);
+    janitor.serviceChanged(web);
+    await janitor.idle();
+    request.kill();
+    assert.equal(await find(svc, fresh), undefined);
+    const deleted = deletions()[already];
+    assert.deepEqual([deleted?.reason, deleted?.trigger], ['endpoint-gone', 'event']);
+    assert.ok(Number(deleted?.activeConnections) >= 1);
   });
 });
