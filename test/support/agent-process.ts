@@ -9,7 +9,6 @@ const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
 export type LogLine = Record<string, unknown> & { level?: string; message?: string; timestamp?: string };
 
-export { until };
 
 export const isDeletion = (l: LogLine): boolean => l.message === 'deleted real server';
 /** The agent's "the caches are complete" line (its full resync follows). */

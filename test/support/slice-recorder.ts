@@ -5,7 +5,7 @@
 import type { ClientRequest } from 'node:http';
 import { request } from 'node:https';
 import { addressPortKey } from '../../src/reconcile/keys.js';
-import { until } from './agent-process.js';
+import { until } from './poll.js';
 import type { KubeCluster } from './kube-cluster.js';
 
 interface Slice {
