@@ -3,12 +3,14 @@
 // before any resync step, a Service is never reconciled twice at once, and a resync is a cursor over the
 // Services that an event can overtake between any two of them.
 import type { IpvsApi, ServiceKey } from '../ipvs/types.js';
-import { isErrno, NetlinkError, NetlinkProtocolError, NetlinkTimeoutError } from '../netlink/errors.js';
+import { isErrno } from '../netlink/errors.js';
 import { decide, type Deletion, type ObservedDestination, type ZeroWeightSince } from '../reconcile/decide.js';
 import { addressPortKey, destinationKeyString, serviceKeyString } from '../reconcile/keys.js';
 import type { CacheCheck, DesiredVirtualService, Policy, ServiceRef } from '../reconcile/types.js';
 import type { Logger } from './log.js';
 import { FollowedSet } from './followed.js';
+import { describeServiceKey, errnoLabel, message, refKey, refOf } from './names.js';
+import { StaleEntries } from './stale-entries.js';
 import type { Metrics } from './metrics.js';
 import { ResyncPasses, type PassResult, type ResyncPass } from './resync-passes.js';
 import { WorkQueue, type Priority } from './workqueue.js';
@@ -42,37 +44,14 @@ export interface JanitorOptions {
 }
 
 /** Reasons that rest on what the cache says about an endpoint; the others hold whatever it says. */
-const NEEDS_CURRENT_CACHE = new Set<Deletion['reason']>(['endpoint-gone', 'endpoint-not-serving', 'endpoint-drained']);
+const NEEDS_CURRENT_CACHE = new Set<Deletion['reason']>([
+  'endpoint-gone',
+  'endpoint-not-serving',
+  'endpoint-drained',
+  'kube-proxy-stale-entry',
+]);
 
 type Trigger = { kind: 'event'; firstEventAt: number } | { kind: 'resync' } | { kind: 'follow-up' };
-
-// Namespaces and names are DNS labels/subdomains: neither holds a '/'.
-const refKey = (ref: ServiceRef) => `${ref.namespace}/${ref.name}`;
-function refOf(key: string): ServiceRef {
-  const slash = key.indexOf('/');
-  return { namespace: key.slice(0, slash), name: key.slice(slash + 1) };
-}
-
-export function describeServiceKey(key: ServiceKey): string {
-  if (key.kind === 'fwmark') return `FWM ${key.fwmark}${key.family === 'ipv6' ? ' IPv6' : ''}`;
-  let where: string;
-  try {
-    where = addressPortKey(key.address, key.port);
-  } catch {
-    // Logging the address that made a reconcile throw must not throw too.
-    where = `${key.address} port ${key.port}`;
-  }
-  return `${key.protocol.toUpperCase()} ${where}`;
-}
-
-function errnoLabel(err: unknown): string {
-  if (err instanceof NetlinkError) return err.errno;
-  if (err instanceof NetlinkTimeoutError) return 'TIMEOUT';
-  if (err instanceof NetlinkProtocolError) return 'PROTOCOL';
-  return 'OTHER';
-}
-
-const message = (err: unknown) => (err instanceof Error ? err.message : String(err));
 
 export class Janitor {
   private readonly queue: WorkQueue;
@@ -84,6 +63,7 @@ export class Janitor {
   private stopped = false;
   private readonly clock: () => number;
   private readonly followed: FollowedSet;
+  private readonly staleEntries = new StaleEntries();
   /** Service keys whose next run is a follow-up: it reads only their followed virtual services. */
   private readonly followUpDue = new Set<string>();
   private followTimer: NodeJS.Timeout | undefined;
@@ -174,6 +154,7 @@ export class Janitor {
       // Drain clocks of virtual services that no longer exist (or no Service owns) are forgotten.
       for (const key of this.zeroWeightSince.keys()) if (!pass.zeroWeight.has(key)) this.zeroWeightSince.delete(key);
       this.followed.retainOnly(pass.zeroWeight);
+      this.staleEntries.retainOnly(pass.zeroWeight);
       this.followUpsChanged();
       let zeroWeight = 0;
       for (const n of pass.zeroWeight.values()) zeroWeight += n;
@@ -260,7 +241,9 @@ export class Janitor {
       this.kernelError('read destinations', vs, err);
       return this.zeroWeightSince.get(key)?.size ?? 0;
     }
-    const decision = decide(vs, destinations, this.o.policy, this.clock(), this.zeroWeightSince.get(key) ?? new Map());
+    const now = this.clock();
+    const staleEntries = this.staleEntries.observe(key, vs.endpoints, destinations, now);
+    const decision = decide(vs, destinations, this.o.policy, now, this.zeroWeightSince.get(key) ?? new Map(), staleEntries);
     if (decision.zeroWeightSince.size > 0) this.zeroWeightSince.set(key, decision.zeroWeightSince);
     else this.zeroWeightSince.delete(key);
     const expired = this.followed.update(key, refKey(vs.service), decision.followUps, this.clock());
@@ -305,7 +288,9 @@ export class Janitor {
         continue;
       }
       // Logged with what the fresh read saw.
-      if (await this.delete({ ...deletion, destination: same[0]! }, trigger)) remaining--;
+      if (!(await this.delete({ ...deletion, destination: same[0]! }, trigger))) continue;
+      remaining--;
+      this.staleEntries.deleted(key, deletion.destination, this.clock());
     }
     return remaining;
   }
@@ -327,7 +312,7 @@ export class Janitor {
       return false;
     }
     const idle = weights.map((w) => ({ ...w, activeConnections: 0, inactiveConnections: 0 }));
-    const probe = decide(vs, idle, this.o.policy, this.clock(), new Map());
+    const probe = decide(vs, idle, this.o.policy, this.clock(), new Map(), this.staleEntries.suspects(key));
     if (probe.zeroWeightSince.size > 0 || probe.followUps.length > 0) return true;
     this.zeroWeightSince.delete(key);
     this.followed.update(key, refKey(vs.service), [], this.clock());
@@ -344,7 +329,8 @@ export class Janitor {
     if (!this.o.desired.isSynced()) return false;
     const now = this.o.desired.virtualServicesOf(ref).find((vs) => serviceKeyString(vs.key) === key);
     if (now === undefined) return false;
-    return decide(now, destination, now.policy ?? this.o.policy, this.clock(), zeroWeightSince).deletions.length > 0;
+    const decision = decide(now, destination, now.policy ?? this.o.policy, this.clock(), zeroWeightSince, this.staleEntries.suspects(key));
+    return decision.deletions.length > 0;
   }
 
   private async delete(d: Deletion, trigger: Trigger): Promise<boolean> {

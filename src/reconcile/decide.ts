@@ -9,7 +9,10 @@ export type DeletionReason =
   | 'endpoint-not-serving' // weight 0, listed but no listing is serving
   | 'endpoint-drained' // drain: weight 0, endpoint terminating, no active connection left
   | 'immediate' // weight 0 under the immediate policy, whatever the endpoint's state
-  | 'max-drain-exceeded'; // weight 0 for longer than maxDrainSeconds, even though an endpoint serves it
+  | 'max-drain-exceeded' // weight 0 for longer than maxDrainSeconds, even though an endpoint serves it
+  // weight > 0, its endpoint gone or not serving, and kube-proxy holds a stale graceful-termination entry for it
+  // (the caller's staleEntries), so it will never write weight 0: the policy is applied as if it had
+  | 'kube-proxy-stale-entry';
 
 /** What decide() looks at in a kernel destination: a full read, or a lean one with idle counters. */
 export type ObservedDestination = Pick<
@@ -61,6 +64,8 @@ type Verdict = { action: 'delete'; reason: DeletionReason } | { action: 'keep' }
  * @param current the kernel's destinations of desired.key, read just before acting on the answer
  * @param defaultPolicy applies unless the Service has its own (desired.policy)
  * @param now milliseconds on a clock that does not jump (e.g. performance.now()), so drain times stay true
+ * @param staleEntries addressPortKey() of the real servers kube-proxy may skip when their endpoint leaves, because
+ *   of a stale entry on its graceful-termination list (src/agent/stale-entries.ts)
  * @throws TypeError when an address is not an IP: no deletion is better than one based on unreadable input
  */
 export function decide(
@@ -69,11 +74,18 @@ export function decide(
   defaultPolicy: Policy,
   now: number,
   zeroWeightSince: ZeroWeightSince,
+  staleEntries: ReadonlySet<string> = new Set(),
 ): Decision {
   const policy = desired.policy ?? defaultPolicy;
   const backing = backingByAddressPort(desired.endpoints);
+  // kube-proxy zeroes the real servers of gone and not-serving endpoints; one it skips is as good as zeroed.
+  // (A terminating one it keeps at weight 1 when no ready endpoint is left, so that one waits for its weight 0.)
+  const neverZeroed = (dest: ObservedDestination) => {
+    const at = addressPortKey(dest.address, dest.port);
+    return staleEntries.has(at) && (backing.get(at) ?? 'not-serving') === 'not-serving';
+  };
   // A dump is not a snapshot and may repeat an entry: a copy above weight 0 protects every copy.
-  const notZero = new Set(current.filter((dest) => dest.weight !== 0).map(destinationKeyString));
+  const notZero = new Set(current.filter((dest) => dest.weight !== 0 && !neverZeroed(dest)).map(destinationKeyString));
   const nextSince = new Map<string, number>();
   const deletions: Deletion[] = [];
   const followUps: FollowUp[] = [];
@@ -98,7 +110,7 @@ export function decide(
     const v = verdict(policy, backs, zeroWeightForMs, dest.activeConnections);
     if (v.action === 'drain') followUps.push({ kind: 'draining', key });
     if (v.action !== 'delete') continue;
-    const reason = v.reason;
+    const reason = dest.weight === 0 ? v.reason : 'kube-proxy-stale-entry';
     deletions.push({
       service: desired.service,
       serviceKey: desired.key,

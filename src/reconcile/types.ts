@@ -32,7 +32,8 @@ export interface DesiredVirtualService {
 }
 
 /**
- * When a weight-0 real server goes (weights above 0 are never touched):
+ * When a weight-0 real server goes (weights above 0 are never touched, but for one kube-proxy will never zero:
+ * decide()'s staleEntries):
  * - graceful: its endpoint left the slices or is not serving; a serving one stays (terminating pods finish).
  * - drain: its endpoint is terminating, gone or not serving AND it has no active connection left; inactive
  *   entries (finished TCP connections in TIME_WAIT/FIN_WAIT, every UDP entry) do not hold it. A ready endpoint

@@ -11,7 +11,7 @@ import {
   SOL_SOCKET,
   SO_RCVBUF,
 } from '../../native/libc.js';
-import { describeServiceKey } from '../../src/agent/janitor.js';
+import { describeServiceKey } from '../../src/agent/names.js';
 import { encodeDestSpec, encodeServiceKey, encodeServiceSpec } from '../../src/ipvs/codec.js';
 import type { DestinationSpec, ServiceKey, ServiceSpec } from '../../src/ipvs/types.js';
 import {

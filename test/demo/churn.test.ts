@@ -48,6 +48,17 @@ describe('judging from the recorded watch', () => {
     assert.equal(judge([del(6000)], events, [{ ...back, startedAt: 5950 }], 2000).reAddedByKubeProxy.length, 0, 'read before the deletion');
   });
 
+  it("accepts a deletion above weight 0 only for kube-proxy's stale entry, and only when its premise held", () => {
+    const stale = (at: number): AgentDeletion => ({ ...del(at, 1), reason: 'kube-proxy-stale-entry' });
+    // Deleted at 6 s (not serving), back serving at 12 s (within the window), deleted at weight 1 later.
+    const seen = judge([del(6000), stale(20_000)], [...events, ev(15_000, {})], [], 2000);
+    assert.deepEqual([seen.staleEntryDeletions.length, seen.deletedAboveWeightZero], [1, []]);
+    assert.equal(judge([stale(20_000)], [...events, ev(15_000, {})], [], 2000).deletedAboveWeightZero.length, 1, 'no earlier deletion');
+    const late = [...events.slice(0, 3), ev(6000 + 93_000, { '10.0.0.1': true }), ev(110_000, {})];
+    assert.equal(judge([del(6000), stale(120_000)], late, [], 2000).deletedAboveWeightZero.length, 1, 'came back after the window');
+    assert.equal(judge([del(6000), { ...stale(20_000), reason: 'endpoint-gone' }], [...events, ev(15_000, {})], [], 2000).deletedAboveWeightZero.length, 1);
+  });
+
   it('a weight-0 real server is stale when the final API state has no serving endpoint for it', () => {
     const final = { startedAt: 19_900, at: 20_000, services: { 'churn/a': { '10.0.0.1': 0, '10.0.0.2': 0, '10.0.0.3': 1 } } };
     assert.deepEqual(staleZeroWeight(final, events), ['churn/a 10.0.0.2']);

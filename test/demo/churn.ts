@@ -2,6 +2,7 @@
 // (pods added, terminating with and without serving, removed, addresses reused), the API's history as a recorded
 // watch replays it, and the checks on what the agent and kube-proxy did. test/demo/churn.vmtest.ts runs them
 // against the real kube-apiserver, kube-proxy and agent in the VM.
+import { KUBE_PROXY_CHECK_WINDOW_MS } from '../../src/agent/stale-entries.js';
 import { prng } from '../fuzz/mutate.js';
 import type { EndpointSpec } from '../support/kube-objects.js';
 
@@ -169,17 +170,37 @@ export interface ChurnVerdict {
   deletedWhileServing: string[];
   /** Deleted while the API listed it serving at that instant (it may have changed a moment before: a race). */
   deletedWhileServingStrict: number;
+  /** Above weight 0 for any reason but kube-proxy's stale entry, or for that one without its premise. */
   deletedAboveWeightZero: string[];
+  /**
+   * Above weight 0 because kube-proxy kept a stale graceful-list entry: the agent had deleted the same real server
+   * and the API listed its address serving again within kube-proxy's check window after that deletion.
+   */
+  staleEntryDeletions: string[];
   /** A real server the agent deleted that kube-proxy put back although the API never listed it again. */
   reAddedByKubeProxy: string[];
 }
 
 export function judge(deletions: readonly AgentDeletion[], events: readonly SliceEvent[], samples: readonly KernelSample[], allowanceMs: number): ChurnVerdict {
-  const verdict: ChurnVerdict = { deletions: deletions.length, deletedWhileServing: [], deletedWhileServingStrict: 0, deletedAboveWeightZero: [], reAddedByKubeProxy: [] };
+  const verdict: ChurnVerdict = {
+    deletions: deletions.length,
+    deletedWhileServing: [],
+    deletedWhileServingStrict: 0,
+    deletedAboveWeightZero: [],
+    staleEntryDeletions: [],
+    reAddedByKubeProxy: [],
+  };
   for (const d of deletions) {
     const ip = d.realServer.slice(0, d.realServer.lastIndexOf(':'));
     const name = `${d.service} ${d.realServer} at ${new Date(d.at).toISOString()} (${d.reason})`;
-    if (d.weight !== 0) verdict.deletedAboveWeightZero.push(`${name}: weight ${d.weight}`);
+    if (d.weight !== 0) {
+      const earlier = deletions.filter((e) => e.at < d.at && e.service === d.service && e.realServer === d.realServer);
+      const cameBack = earlier.some((e) =>
+        events.some((ev) => ev.at > e.at && ev.at <= e.at + KUBE_PROXY_CHECK_WINDOW_MS + allowanceMs && ev.service === d.service && servingAt(events, d.service, ip, ev.at)),
+      );
+      if (d.reason === 'kube-proxy-stale-entry' && cameBack) verdict.staleEntryDeletions.push(name);
+      else verdict.deletedAboveWeightZero.push(`${name}: weight ${d.weight}`);
+    }
     if (servingAt(events, d.service, ip, d.at)) verdict.deletedWhileServingStrict++;
     if (servingThroughout(events, d.service, ip, d.at - allowanceMs, d.at)) verdict.deletedWhileServing.push(name);
     // Only a dump begun after the deletion shows the real server back: one begun before may have read it first.

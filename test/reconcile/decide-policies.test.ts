@@ -46,6 +46,7 @@ const AWAIT: Outcome[] = ['await-zero', 'await-zero', 'await-zero'];
 const IMMEDIATE: Outcome[] = ['immediate', 'immediate', 'immediate'];
 const SERVED: Outcome[] = ['keep', 'keep', 'max-drain-exceeded'];
 const DRAINING: Outcome[] = ['drain', 'drain', 'max-drain-exceeded'];
+const STALE: Outcome[] = ['kube-proxy-stale-entry', 'kube-proxy-stale-entry', 'kube-proxy-stale-entry'];
 
 const matrix: Array<[Policy['mode'], weight: number, Endpoint, Connections, Outcome[]]> = [
   ['drain', 0, 'ready', 'any', SERVED],
@@ -80,6 +81,27 @@ const matrix: Array<[Policy['mode'], weight: number, Endpoint, Connections, Outc
   ['immediate', 1, 'gone', 'any', AWAIT],
 ];
 
+/**
+ * Weight 1 although kube-proxy holds a stale graceful-list entry for the real server (the agent deleted it and the
+ * address came back within kube-proxy's check window): kube-proxy zeroes gone and not-serving endpoints, so for
+ * those the policy goes on as at weight 0; a terminating one it may keep at weight 1, so that one still waits.
+ */
+const staleMatrix: Array<[Policy['mode'], Endpoint, Connections, Outcome[]]> = [
+  ['drain', 'ready', 'any', KEEP],
+  ['drain', 'terminating-serving', 'any', AWAIT],
+  ['drain', 'not-serving', 'active', ['drain', 'drain', 'kube-proxy-stale-entry']],
+  ['drain', 'not-serving', 'idle', STALE],
+  ['drain', 'gone', 'any', STALE],
+  ['graceful', 'ready', 'any', KEEP],
+  ['graceful', 'terminating-serving', 'any', KEEP],
+  ['graceful', 'not-serving', 'any', STALE],
+  ['graceful', 'gone', 'any', STALE],
+  ['immediate', 'ready', 'any', KEEP],
+  ['immediate', 'terminating-serving', 'any', AWAIT],
+  ['immediate', 'not-serving', 'any', STALE],
+  ['immediate', 'gone', 'any', STALE],
+];
+
 function destination(weight: number, counts: Counts): Destination {
   return {
     family: 'ipv4',
@@ -96,7 +118,7 @@ function destination(weight: number, counts: Counts): Destination {
   };
 }
 
-function outcome(mode: Policy['mode'], weight: number, endpoint: Endpoint, counts: Counts, bound: number, key = TCP) {
+function outcome(mode: Policy['mode'], weight: number, endpoint: Endpoint, counts: Counts, bound: number, key = TCP, stale = false) {
   const policy: Policy = bound === 0 ? { mode } : { mode, maxDrainSeconds: 30 };
   const since = bound === 0 ? NOW : bound === 1 ? NOW - 10_000 : NOW - 60_000;
   const endpoints: DesiredEndpoint[] =
@@ -107,6 +129,7 @@ function outcome(mode: Policy['mode'], weight: number, endpoint: Endpoint, count
     policy,
     NOW,
     new Map([[KEY, since]]),
+    new Set(stale ? [`${ADDRESS}:8080`] : []),
   );
   assert.ok(decision.deletions.length + decision.followUps.length <= 1, 'one verdict per real server');
   let result: Outcome = 'keep';
@@ -117,21 +140,36 @@ function outcome(mode: Policy['mode'], weight: number, endpoint: Endpoint, count
   return result;
 }
 
-describe('decide: every policy x endpoint x connections x weight x drain bound', () => {
-  for (const [mode, weight, endpoint, connections, expected] of matrix) {
-    for (const counts of COUNTS[connections]) {
-      const connected = `${counts.active} active / ${counts.inactive} inactive`;
-      it(`${mode}: weight ${weight}, endpoint ${endpoint}, ${connected}`, () => {
-        const label = (outcomes: Outcome[]) => Object.fromEntries(BOUNDS.map((b, i) => [b, outcomes[i]]));
-        const got = BOUNDS.map((_, bound) => outcome(mode, weight, endpoint, counts, bound));
-        assert.deepEqual(label(got), label(expected));
-      });
-    }
+/** One test per connection count of a row, comparing its outcome under each drain bound. */
+function row(title: string, connections: Connections, expected: Outcome[], at: (counts: Counts, bound: number) => Outcome) {
+  for (const counts of COUNTS[connections]) {
+    it(`${title}, ${counts.active} active / ${counts.inactive} inactive`, () => {
+      const label = (outcomes: Outcome[]) => Object.fromEntries(BOUNDS.map((b, i) => [b, outcomes[i]]));
+      assert.deepEqual(label(BOUNDS.map((_, bound) => at(counts, bound))), label(expected));
+    });
   }
+}
+
+describe('decide: every policy x endpoint x connections x weight x drain bound', () => {
+  for (const [mode, weight, endpoint, connections, expected] of matrix)
+    row(`${mode}: weight ${weight}, endpoint ${endpoint}`, connections, expected, (counts, bound) => outcome(mode, weight, endpoint, counts, bound));
+
+  for (const [mode, endpoint, connections, expected] of staleMatrix)
+    row(`${mode}: weight 1 with a stale kube-proxy entry, endpoint ${endpoint}`, connections, expected, (counts, bound) =>
+      outcome(mode, 1, endpoint, counts, bound, TCP, true),
+    );
+
+  it('a stale kube-proxy entry changes nothing at weight 0', () => {
+    for (const [mode, weight, endpoint, connections] of matrix.filter(([, w]) => w === 0))
+      for (const counts of COUNTS[connections])
+        for (const bound of [0, 1, 2])
+          assert.equal(outcome(mode, weight, endpoint, counts, bound, TCP, true), outcome(mode, weight, endpoint, counts, bound), `${mode} ${endpoint}`);
+  });
 
   it('the matrix covers every combination once', () => {
     const seen = new Set(matrix.map(([mode, weight, endpoint]) => `${mode} ${weight} ${endpoint}`));
     assert.equal(seen.size, 3 * 2 * 4);
+    assert.equal(new Set(staleMatrix.map(([mode, endpoint]) => `${mode} ${endpoint}`)).size, 3 * 4);
   });
 
   it('drain: a UDP real server of a terminating endpoint goes at once (every UDP entry is inactive)', () => {
