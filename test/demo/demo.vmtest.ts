@@ -10,7 +10,7 @@ import { describeKubeProxy, describeRemoval } from './report.js';
 import { DEFAULT_TIMINGS, scene, type Timings } from './scene.js';
 import { Stage } from './stage.js';
 
-const SHORT: Timings = { ...DEFAULT_TIMINGS, warmupMs: 1500, longRequests: 2, gracePeriodMs: 3000, afterDeathMs: 8000 };
+const SHORT: Timings = { ...DEFAULT_TIMINGS, warmupMs: 1500, longRequests: 2, gracePeriodMs: 3000, afterDeathMs: 15_000 };
 const scenes = [scene(1, 'none', 'old-kernel'), scene(5, 'graceful', 'old-kernel')] as const;
 
 let stage: Stage | undefined;

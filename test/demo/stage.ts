@@ -152,6 +152,11 @@ export class Stage {
       const deletion = agent?.messages
         .slice(agentFrom)
         .find((m) => m.message === 'deleted real server' && m.service === `${NAMESPACE}/${scene.serviceName}`);
+      if (agent && !deletion) {
+        // A scene whose agent deleted nothing (seen once under a loaded host): what it said about the Service.
+        const said = agent.messages.slice(agentFrom).filter((m) => m.service === `${NAMESPACE}/${scene.serviceName}` || m.level === 'warn');
+        this.progress(`${label}: the agent deleted nothing; it logged: ${said.slice(-10).map((m) => JSON.stringify(m)).join(' ') || 'nothing about the Service'}`);
+      }
       const marks: ScenarioMarks = {
         terminatingAt,
         ...(zero ? { weightZeroAt: zero.at } : {}),
