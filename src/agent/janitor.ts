@@ -312,7 +312,7 @@ export class Janitor {
       return false;
     }
     const idle = weights.map((w) => ({ ...w, activeConnections: 0, inactiveConnections: 0 }));
-    const probe = decide(vs, idle, this.o.policy, this.clock(), new Map(), this.staleEntries.suspects(key));
+    const probe = decide(vs, idle, this.o.policy, this.clock(), new Map(), this.staleEntries.suspects(key, this.clock()));
     if (probe.zeroWeightSince.size > 0 || probe.followUps.length > 0) return true;
     this.zeroWeightSince.delete(key);
     this.followed.update(key, refKey(vs.service), [], this.clock());
@@ -329,7 +329,7 @@ export class Janitor {
     if (!this.o.desired.isSynced()) return false;
     const now = this.o.desired.virtualServicesOf(ref).find((vs) => serviceKeyString(vs.key) === key);
     if (now === undefined) return false;
-    const decision = decide(now, destination, now.policy ?? this.o.policy, this.clock(), zeroWeightSince, this.staleEntries.suspects(key));
+    const decision = decide(now, destination, now.policy ?? this.o.policy, this.clock(), zeroWeightSince, this.staleEntries.suspects(key, this.clock()));
     return decision.deletions.length > 0;
   }
 

@@ -8,6 +8,11 @@
 // sync skips it when the endpoint leaves again ("in termination list"): it stays at weight 1, and new connections
 // keep going to a pod that is gone (seen in the churn test: 10 minutes at weight 1). The agent then applies its
 // policy as if the weight were 0, since kube-proxy never will write it.
+//   Which way it went is invisible from here: kube-proxy's check may have run between our deletion and the return
+// (then the entry is gone and kube-proxy zeroes the real server as usual). So a returned real server counts as
+// stuck only once its endpoint has been out for longer than kube-proxy takes to apply a change; acting earlier
+// deleted real servers kube-proxy was about to zero, and some its sync in progress then added back (churn test,
+// 2026-12-03).
 import type { ObservedDestination } from '../reconcile/decide.js';
 import { addressPortKey } from '../reconcile/keys.js';
 import type { DesiredEndpoint } from '../reconcile/types.js';
@@ -17,13 +22,22 @@ import type { DesiredEndpoint } from '../reconcile/types.js';
  * previous one ended, and takes a while itself on a loaded node.
  */
 export const KUBE_PROXY_CHECK_WINDOW_MS = 90_000;
+/**
+ * How long a returned real server's endpoint must have been out (not serving, or gone) with the real server still in
+ * the kernel before kube-proxy is taken to have skipped it: longer than a kube-proxy sync takes to apply a change
+ * (about a second on a real node; 25-45 s measured under TCG in the demo's VM).
+ */
+export const KUBE_PROXY_SYNC_ALLOWANCE_MS = 60_000;
 /** A returned address kube-proxy never re-added in this long will not be re-added on that entry's account. */
 const RETURN_LIMIT_MS = 10 * 60_000;
 
 type Record =
   | { state: 'deleted'; at: number }
-  /** Came back within the window: `seen` once the kernel had it again. */
-  | { state: 'returned'; at: number; seen: boolean };
+  /**
+   * Came back within the window: `seen` once the kernel had it again; `outSince` while the kernel has it and the
+   * endpoint is out again, the first read that saw so.
+   */
+  | { state: 'returned'; at: number; seen: boolean; outSince?: number };
 
 export class StaleEntries {
   /** serviceKeyString() → addressPortKey() → what we know of that real server. */
@@ -54,9 +68,15 @@ export class StaleEntries {
       if (r.state === 'deleted') {
         // kube-proxy re-adds only for a serving endpoint; the kernel having it again means it already did.
         if (now - r.at > KUBE_PROXY_CHECK_WINDOW_MS) records.delete(key);
-        else if (serving.has(key) || present.has(key)) records.set(key, { state: 'returned', at: now, seen: present.has(key) });
+        else if (serving.has(key) || present.has(key)) {
+          const back: Extract<Record, { state: 'returned' }> = { state: 'returned', at: now, seen: present.has(key) };
+          if (back.seen && !serving.has(key)) back.outSince = now;
+          records.set(key, back);
+        }
       } else if (present.has(key)) {
         r.seen = true;
+        if (serving.has(key)) delete r.outSince;
+        else r.outSince ??= now;
       } else if (r.seen || now - r.at > RETURN_LIMIT_MS) {
         // Gone from the kernel after it came back: kube-proxy's entry left with it (its check deletes the real
         // server, or finds it missing and drops the entry).
@@ -64,13 +84,17 @@ export class StaleEntries {
       }
     }
     if (records.size === 0) this.byVirtualService.delete(vsKey);
-    return this.suspects(vsKey);
+    return this.suspects(vsKey, now);
   }
 
-  /** What observe() last returned for the virtual service, for a re-check that does not read the kernel. */
-  suspects(vsKey: string): ReadonlySet<string> {
+  /**
+   * The real servers of the virtual service whose endpoint has been out for longer than kube-proxy's sync takes,
+   * as of the last observe(): for a re-check that does not read the kernel.
+   */
+  suspects(vsKey: string, now: number): ReadonlySet<string> {
     const suspects = new Set<string>();
-    for (const [key, r] of this.byVirtualService.get(vsKey) ?? []) if (r.state === 'returned') suspects.add(key);
+    for (const [key, r] of this.byVirtualService.get(vsKey) ?? [])
+      if (r.state === 'returned' && r.outSince !== undefined && now - r.outSince >= KUBE_PROXY_SYNC_ALLOWANCE_MS) suspects.add(key);
     return suspects;
   }
 

@@ -5,7 +5,7 @@
 // server: weight 1 for good, new connections to a pod that is gone.
 import assert from 'node:assert/strict';
 import { beforeEach, describe, it } from 'node:test';
-import { KUBE_PROXY_CHECK_WINDOW_MS } from '../../src/agent/stale-entries.js';
+import { KUBE_PROXY_CHECK_WINDOW_MS, KUBE_PROXY_SYNC_ALLOWANCE_MS } from '../../src/agent/stale-entries.js';
 import { ep, JanitorRig, rs, vip, web } from '../support/janitor-rig.js';
 
 describe("janitor: kube-proxy's stale graceful-list entry", () => {
@@ -17,8 +17,11 @@ describe("janitor: kube-proxy's stale graceful-list entry", () => {
     rig.desired.endpoints = [ep(1, 'ready'), ep(2, 'not-serving'), ep(3, 'terminating-serving'), ep(4, 'ready')];
   });
 
-  /** The agent deletes .2, .2 comes back serving `backAfterMs` later, kube-proxy re-adds it, then it leaves. */
-  async function comesBackAndLeaves(backAfterMs: number, seenServing = true) {
+  /**
+   * The agent deletes .2, .2 comes back serving `backAfterMs` later, kube-proxy re-adds it, then it leaves; the
+   * agent reads the Service again as it leaves and `outForMs` later, kube-proxy never having written weight 0.
+   */
+  async function comesBackAndLeaves(backAfterMs: number, seenServing = true, outForMs = KUBE_PROXY_SYNC_ALLOWANCE_MS) {
     const j = rig.janitor({ mode: 'graceful' });
     j.serviceChanged(web);
     await j.idle();
@@ -40,6 +43,10 @@ describe("janitor: kube-proxy's stale graceful-list entry", () => {
     rig.desired.endpoints = [ep(1, 'ready'), ep(3, 'terminating-serving'), ep(4, 'ready')];
     j.serviceChanged(web);
     await j.idle();
+    assert.ok((await rig.addresses()).includes('10.240.0.2/1'), 'kube-proxy gets the time its sync takes to zero it');
+    rig.now += outForMs;
+    j.serviceChanged(web);
+    await j.idle();
     await j.stop();
     return rig.records.filter((r) => r.message === 'deleted real server').map((r) => [r.realServer, r.weight, r.reason]);
   }
@@ -56,6 +63,37 @@ describe("janitor: kube-proxy's stale graceful-list entry", () => {
   it('knows the return from the kernel when the event for it was folded into a later one', async () => {
     const deleted = await comesBackAndLeaves(10_000, false);
     assert.equal(deleted[1]?.[2], 'kube-proxy-stale-entry');
+  });
+
+  it('leaves weight 1 alone for as long as kube-proxy may still be applying the change', async () => {
+    const deleted = await comesBackAndLeaves(10_000, true, KUBE_PROXY_SYNC_ALLOWANCE_MS - 1);
+    assert.deepEqual(deleted, [['10.240.0.2:8080', 0, 'endpoint-not-serving']]);
+    assert.ok((await rig.addresses()).includes('10.240.0.2/1'));
+  });
+
+  it('deletes at weight 0 as usual when kube-proxy zeroes the returned real server (its check had dropped the entry)', async () => {
+    const j = rig.janitor({ mode: 'graceful' });
+    j.serviceChanged(web);
+    await j.idle();
+    rig.now += 10_000;
+    rig.desired.endpoints = [ep(1, 'ready'), ep(2, 'ready'), ep(3, 'terminating-serving'), ep(4, 'ready')];
+    await rig.ipvs.createDestination(vip, rs(2, 1));
+    j.serviceChanged(web);
+    await j.idle();
+    rig.now += 30_000;
+    rig.desired.endpoints = [ep(1, 'ready'), ep(3, 'terminating-serving'), ep(4, 'ready')];
+    j.serviceChanged(web);
+    await j.idle();
+    rig.now += 5_000;
+    await rig.ipvs.updateDestination(vip, rs(2, 0));
+    j.serviceChanged(web);
+    await j.idle();
+    await j.stop();
+    const deleted = rig.records.filter((r) => r.message === 'deleted real server').map((r) => [r.realServer, r.weight, r.reason]);
+    assert.deepEqual(deleted, [
+      ['10.240.0.2:8080', 0, 'endpoint-not-serving'],
+      ['10.240.0.2:8080', 0, 'endpoint-gone'],
+    ]);
   });
 
   it('waits for weight 0 as usual when the address came back after kube-proxy checked its list', async () => {

@@ -1,6 +1,7 @@
 // The churn test's plan and judgement on the host: the checks must catch what they claim to catch.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { KUBE_PROXY_SYNC_ALLOWANCE_MS } from '../../src/agent/stale-entries.js';
 import { churnPlan, judge, kubeProxyDeletedServing, servingAt, servingThroughout, staleZeroWeight, type AgentDeletion, type SliceEvent } from './churn.js';
 
 describe('churn plan', () => {
@@ -50,13 +51,30 @@ describe('judging from the recorded watch', () => {
 
   it("accepts a deletion above weight 0 only for kube-proxy's stale entry, and only when its premise held", () => {
     const stale = (at: number): AgentDeletion => ({ ...del(at, 1), reason: 'kube-proxy-stale-entry' });
-    // Deleted at 6 s (not serving), back serving at 12 s (within the window), deleted at weight 1 later.
-    const seen = judge([del(6000), stale(20_000)], [...events, ev(15_000, {})], [], 2000);
+    // Deleted at 6 s (not serving), back serving at 12 s (within the window), out at 15 s, deleted at weight 1 once
+    // kube-proxy has had its sync allowance to zero it.
+    const afterAllowance = 15_000 + KUBE_PROXY_SYNC_ALLOWANCE_MS + 1;
+    const seen = judge([del(6000), stale(afterAllowance)], [...events, ev(15_000, {})], [], 2000);
     assert.deepEqual([seen.staleEntryDeletions.length, seen.deletedAboveWeightZero], [1, []]);
-    assert.equal(judge([stale(20_000)], [...events, ev(15_000, {})], [], 2000).deletedAboveWeightZero.length, 1, 'no earlier deletion');
+    assert.equal(judge([stale(afterAllowance)], [...events, ev(15_000, {})], [], 2000).deletedAboveWeightZero.length, 1, 'no earlier deletion');
+    assert.equal(judge([del(6000), stale(20_000)], [...events, ev(15_000, {})], [], 2000).deletedAboveWeightZero.length, 1, 'before kube-proxy could zero it');
     const late = [...events.slice(0, 3), ev(6000 + 93_000, { '10.0.0.1': true }), ev(110_000, {})];
-    assert.equal(judge([del(6000), stale(120_000)], late, [], 2000).deletedAboveWeightZero.length, 1, 'came back after the window');
-    assert.equal(judge([del(6000), { ...stale(20_000), reason: 'endpoint-gone' }], [...events, ev(15_000, {})], [], 2000).deletedAboveWeightZero.length, 1);
+    assert.equal(judge([del(6000), stale(110_000 + KUBE_PROXY_SYNC_ALLOWANCE_MS + 1)], late, [], 2000).deletedAboveWeightZero.length, 1, 'came back after the window');
+    assert.equal(judge([del(6000), { ...stale(afterAllowance), reason: 'endpoint-gone' }], [...events, ev(15_000, {})], [], 2000).deletedAboveWeightZero.length, 1);
+    // Never listed again, but back in the kernel (kube-proxy's sync in progress re-added it): the entry is stale too.
+    const neverListed = events.slice(0, 3);
+    const reAdded = { startedAt: 7900, at: 8000, services: { 'churn/a': { '10.0.0.1': 1 } } };
+    assert.equal(judge([del(6000), stale(9000 + KUBE_PROXY_SYNC_ALLOWANCE_MS + 1)], neverListed, [reAdded], 2000).staleEntryDeletions.length, 1);
+    assert.equal(judge([del(6000), stale(9000 + KUBE_PROXY_SYNC_ALLOWANCE_MS + 1)], neverListed, [], 2000).deletedAboveWeightZero.length, 1, 'never back at all');
+  });
+
+  it("tells kube-proxy's re-adds from a sync whose view predates the endpoint's exit from the rest", () => {
+    // Not serving from 5 s; deleted at 6 s; back in the kernel at 8 s; never listed again.
+    const back = { startedAt: 7900, at: 8000, services: { 'churn/a': { '10.0.0.1': 1 } } };
+    const lagging = judge([del(6000)], events.slice(0, 3), [back], 2000, [{ viewAt: 4500, endAt: 7000 }]);
+    assert.deepEqual([lagging.reAddedByLaggingSync.length, lagging.reAddedByKubeProxy], [1, []]);
+    assert.equal(judge([del(6000)], events.slice(0, 3), [back], 2000, [{ viewAt: 5500, endAt: 7000 }]).reAddedByKubeProxy.length, 1, 'its view had it out');
+    assert.equal(judge([del(6000)], events.slice(0, 3), [back], 2000, [{ viewAt: 4500, endAt: 5900 }]).reAddedByKubeProxy.length, 1, 'it ended before the deletion');
   });
 
   it('a weight-0 real server is stale when the final API state has no serving endpoint for it', () => {

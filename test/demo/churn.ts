@@ -2,7 +2,7 @@
 // (pods added, terminating with and without serving, removed, addresses reused), the API's history as a recorded
 // watch replays it, and the checks on what the agent and kube-proxy did. test/demo/churn.vmtest.ts runs them
 // against the real kube-apiserver, kube-proxy and agent in the VM.
-import { KUBE_PROXY_CHECK_WINDOW_MS } from '../../src/agent/stale-entries.js';
+import { KUBE_PROXY_CHECK_WINDOW_MS, KUBE_PROXY_SYNC_ALLOWANCE_MS } from '../../src/agent/stale-entries.js';
 import { prng } from '../fuzz/mutate.js';
 import type { EndpointSpec } from '../support/kube-objects.js';
 
@@ -138,6 +138,11 @@ export function servingThroughout(events: readonly SliceEvent[], service: string
   return !events.some((e) => e.at > from && e.at <= to && e.service === service && !servingAt(events, service, ip, e.at));
 }
 
+/** Whether any event in (from, to] leaves `ip` serving for `service`. */
+function servingBetween(events: readonly SliceEvent[], service: string, ip: string, from: number, to: number): boolean {
+  return events.some((e) => e.at > from && e.at <= to && e.service === service && servingAt(events, service, ip, e.at));
+}
+
 /** Whether any event in (from, to] lists `ip` for `service` at all (a reused address coming back). */
 export function listedBetween(events: readonly SliceEvent[], service: string, ip: string, from: number, to: number): boolean {
   return events.some((e) => e.at > from && e.at <= to && e.service === service && ip in e.endpoints);
@@ -173,15 +178,34 @@ export interface ChurnVerdict {
   /** Above weight 0 for any reason but kube-proxy's stale entry, or for that one without its premise. */
   deletedAboveWeightZero: string[];
   /**
-   * Above weight 0 because kube-proxy kept a stale graceful-list entry: the agent had deleted the same real server
-   * and the API listed its address serving again within kube-proxy's check window after that deletion.
+   * Above weight 0 because kube-proxy kept a stale graceful-list entry: the agent had deleted the same real server,
+   * the address came back within kube-proxy's check window after that deletion (listed serving again, or in the
+   * kernel again), and its endpoint had been out for longer than kube-proxy's sync allowance.
    */
   staleEntryDeletions: string[];
   /** A real server the agent deleted that kube-proxy put back although the API never listed it again. */
   reAddedByKubeProxy: string[];
+  /**
+   * One put back by a kube-proxy sync that took its view of the endpoints while the API still listed the address
+   * serving, and was still running when the agent deleted it: without the agent that sync would have raised the
+   * same real server's weight, so the kernel ends as it would have anyway.
+   */
+  reAddedByLaggingSync: string[];
 }
 
-export function judge(deletions: readonly AgentDeletion[], events: readonly SliceEvent[], samples: readonly KernelSample[], allowanceMs: number): ChurnVerdict {
+/** A kube-proxy sync: when it took its view of the endpoints, and when it ended. */
+export interface KubeProxySync {
+  viewAt: number;
+  endAt: number;
+}
+
+export function judge(
+  deletions: readonly AgentDeletion[],
+  events: readonly SliceEvent[],
+  samples: readonly KernelSample[],
+  allowanceMs: number,
+  syncs: readonly KubeProxySync[] = [],
+): ChurnVerdict {
   const verdict: ChurnVerdict = {
     deletions: deletions.length,
     deletedWhileServing: [],
@@ -189,26 +213,35 @@ export function judge(deletions: readonly AgentDeletion[], events: readonly Slic
     deletedAboveWeightZero: [],
     staleEntryDeletions: [],
     reAddedByKubeProxy: [],
+    reAddedByLaggingSync: [],
   };
   for (const d of deletions) {
     const ip = d.realServer.slice(0, d.realServer.lastIndexOf(':'));
     const name = `${d.service} ${d.realServer} at ${new Date(d.at).toISOString()} (${d.reason})`;
+    const inKernelAfter = (from: number) => samples.filter((s) => s.startedAt > from && s.services[d.service]?.[ip] !== undefined);
     if (d.weight !== 0) {
       const earlier = deletions.filter((e) => e.at < d.at && e.service === d.service && e.realServer === d.realServer);
-      const cameBack = earlier.some((e) =>
-        events.some((ev) => ev.at > e.at && ev.at <= e.at + KUBE_PROXY_CHECK_WINDOW_MS + allowanceMs && ev.service === d.service && servingAt(events, d.service, ip, ev.at)),
-      );
-      if (d.reason === 'kube-proxy-stale-entry' && cameBack) verdict.staleEntryDeletions.push(name);
+      const cameBack = earlier.some((e) => {
+        const until = e.at + KUBE_PROXY_CHECK_WINDOW_MS + allowanceMs;
+        return servingBetween(events, d.service, ip, e.at, until) || inKernelAfter(e.at).some((s) => s.at <= until);
+      });
+      const outLongEnough = !servingAt(events, d.service, ip, d.at - KUBE_PROXY_SYNC_ALLOWANCE_MS) && !servingBetween(events, d.service, ip, d.at - KUBE_PROXY_SYNC_ALLOWANCE_MS, d.at);
+      if (d.reason === 'kube-proxy-stale-entry' && cameBack && outLongEnough) verdict.staleEntryDeletions.push(name);
       else verdict.deletedAboveWeightZero.push(`${name}: weight ${d.weight}`);
     }
     if (servingAt(events, d.service, ip, d.at)) verdict.deletedWhileServingStrict++;
     if (servingThroughout(events, d.service, ip, d.at - allowanceMs, d.at)) verdict.deletedWhileServing.push(name);
     // Only a dump begun after the deletion shows the real server back: one begun before may have read it first.
-    const back = samples.find((s) => s.startedAt > d.at && s.services[d.service]?.[ip] !== undefined);
-    if (back && !listedBetween(events, d.service, ip, d.at, back.at)) verdict.reAddedByKubeProxy.push(`${name}: back at ${new Date(back.at).toISOString()}`);
+    const back = inKernelAfter(d.at)[0];
+    if (!back || listedBetween(events, d.service, ip, d.at, back.at)) continue;
+    const lagging = syncs.find((s) => s.endAt >= d.at && s.viewAt <= back.startedAt && servingAt(events, d.service, ip, s.viewAt));
+    const line = `${name}: back at ${new Date(back.at).toISOString()}`;
+    if (lagging) verdict.reAddedByLaggingSync.push(`${line}, by the sync with its view from ${new Date(lagging.viewAt).toISOString()}`);
+    else verdict.reAddedByKubeProxy.push(line);
   }
   return verdict;
 }
+
 
 /**
  * Weight-0 real servers that no serving endpoint backs in the API's final state: what is left for nobody to

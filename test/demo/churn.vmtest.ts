@@ -112,6 +112,40 @@ function recordWatch(cluster: KubeCluster, events: SliceEvent[]): { stop: () => 
   };
 }
 
+/**
+ * What every witness recorded about the real server a failed verdict names ("<namespace>/<service> <ip>[:port] ..."),
+ * in time order.
+ */
+function explain(
+  verdictLine: string,
+  seen: {
+    churnStart: number;
+    events: readonly SliceEvent[];
+    samples: readonly KernelSample[];
+    agentLines: readonly { at: number; message: Record<string, unknown> }[];
+    kubeProxyLines: readonly { at: number; text: string }[];
+  },
+): void {
+  const [service, realServer] = verdictLine.split(' ') as [string, string];
+  const ip = realServer.replace(/:\d+$/, '');
+  const t = (at: number) => `+${((at - seen.churnStart) / 1000).toFixed(1)} s`;
+  const lines: { at: number; text: string }[] = [];
+  for (const e of seen.events)
+    if (e.service === service) lines.push({ at: e.at, text: `api ${e.type}: ${ip in e.endpoints ? (e.endpoints[ip] ? 'serving' : 'not serving') : 'not listed'}` });
+  let weight: number | undefined | null = null;
+  for (const s of seen.samples) {
+    const now = s.services[service]?.[ip];
+    if (now !== weight) lines.push({ at: s.at, text: `kernel weight ${now ?? 'absent'}` });
+    weight = now;
+  }
+  const name = service.split('/')[1]!;
+  for (const l of seen.agentLines)
+    if (l.message.service === service || JSON.stringify(l.message).includes(name)) lines.push({ at: l.at, text: `agent ${JSON.stringify(l.message)}` });
+  for (const l of seen.kubeProxyLines) if (l.text.includes(`/${ip}:`)) lines.push({ at: l.at, text: `kube-proxy ${l.text}` });
+  log(`history of ${service} ${ip}:`);
+  for (const l of lines.sort((a, b) => a.at - b.at)) log(`  ${t(l.at)} ${l.text}`);
+}
+
 async function sample(ipvs: IpvsClient, services: number): Promise<KernelSample> {
   const out: KernelSample = { startedAt: Date.now(), at: 0, services: {} };
   const byIp = new Map(Array.from({ length: services }, (_, i) => [clusterIP(i), `${CHURN_NAMESPACE}/${serviceName(i)}`]));
@@ -184,6 +218,8 @@ test(`churn: ${size.changes} EndpointSlice changes over ${size.services} Service
     const kubeconfig = cluster.kubeconfig(cluster.users.admin);
     agent = spawn(process.execPath, [script('../../src/cli/main.js'), ...agentArgs('graceful', kubeconfig)], { stdio: ['ignore', 'pipe', 'pipe'] });
     const deletions: AgentDeletion[] = [];
+    // Everything the agent said, to explain a failed verdict from the agent's side.
+    const agentLines: { at: number; message: Record<string, unknown> }[] = [];
     let synced = false;
     createInterface({ input: agent.stdout! }).on('line', (line) => {
       let m: Record<string, unknown>;
@@ -192,6 +228,7 @@ test(`churn: ${size.changes} EndpointSlice changes over ${size.services} Service
       } catch {
         return;
       }
+      agentLines.push({ at: Date.now(), message: m });
       if (m.message === 'informers synced: full resync') synced = true;
       if (m.message === 'deleted real server')
         deletions.push({ at: Date.now(), service: String(m.service), realServer: String(m.realServer), weight: Number(m.weight), reason: String(m.reason), trigger: String(m.trigger) });
@@ -220,17 +257,20 @@ test(`churn: ${size.changes} EndpointSlice changes over ${size.services} Service
 
     const quiet = await waitApplied('kube-proxy applies the final state');
     log(`kube-proxy applied the final state ${((quiet.at - churnStart) / 1000).toFixed(0)} s after the first change`);
-    // The agent acts on events; give it a few seconds past kube-proxy's last sync (its own resync is 60 s).
+    // The agent acts on events and follow-ups; what they miss (a real server kube-proxy put back after the agent's
+    // deletion and zeroed again, which no event announces) its resync finds: quiescence is one resync period (60 s,
+    // agentArgs) past kube-proxy's last sync, with a margin for the resync's own reads.
     const final = await until(async () => {
       const s = await sample(ipvs, size.services);
-      return staleZeroWeight(s, events).length === 0 || Date.now() - quiet.at > 30_000 ? s : undefined;
-    }, 'no stale weight-0 real server', MINUTE, 1000);
+      return staleZeroWeight(s, events).length === 0 || Date.now() - quiet.at > MINUTE + 15_000 ? s : undefined;
+    }, 'no stale weight-0 real server', 2 * MINUTE, 1000);
+    const clearedAfterQuietS = Math.max(0, Math.round((final.at - quiet.at) / 1000));
     sampling = false;
     await sampled;
 
     const watchFailure = watch.failure();
     if (watchFailure) throw watchFailure;
-    const verdict = judge(deletions, events, [...samples, final], ALLOWANCE_MS);
+    const verdict = judge(deletions, events, [...samples, final], ALLOWANCE_MS, proxy.syncs(kubeProxyFrom));
     const stale = staleZeroWeight(final, events);
     const errorLines = proxy.count('Error in deleting real server', kubeProxyFrom);
     const syncFailures = proxy.syncFailures(kubeProxyFrom);
@@ -249,7 +289,9 @@ test(`churn: ${size.changes} EndpointSlice changes over ${size.services} Service
       deletedAboveWeightZero: verdict.deletedAboveWeightZero.length,
       staleEntryDeletions: verdict.staleEntryDeletions.length,
       reAddedByKubeProxy: verdict.reAddedByKubeProxy.length,
+      reAddedByLaggingSync: verdict.reAddedByLaggingSync.length,
       staleAfterQuiescence: stale.length,
+      clearedAfterQuietS,
       kubeProxyDeletions: kubeProxyDeleting.length,
       kubeProxyDeletedServing: kubeProxyServing.length,
       kubeProxyErrorInDeleting: errorLines,
@@ -260,8 +302,12 @@ test(`churn: ${size.changes} EndpointSlice changes over ${size.services} Service
     log(JSON.stringify(summary));
     for (const line of kubeProxyServing) log(`kube-proxy deleted the real server of a serving endpoint: ${line}`);
     for (const line of verdict.reAddedByKubeProxy) log(`kube-proxy re-added a real server the agent deleted: ${line}`);
+    for (const line of verdict.reAddedByLaggingSync) log(`kube-proxy's sync in progress put back a real server the agent deleted: ${line}`);
     for (const line of verdict.deletedWhileServing) log(`deleted while serving: ${line}`);
     for (const line of verdict.staleEntryDeletions) log(`deleted above weight 0 for kube-proxy's stale entry: ${line}`);
+    const failed = [...stale, ...verdict.deletedWhileServing, ...verdict.deletedAboveWeightZero, ...verdict.reAddedByKubeProxy];
+    for (const line of new Set(failed.map((l) => l.split(' ').slice(0, 2).join(' '))))
+      explain(line, { churnStart, events, samples: [...samples, final], agentLines, kubeProxyLines: proxy.lines.slice(kubeProxyFrom) });
     assert.ok(verdict.deletions > 0, 'the agent deleted nothing: the churn did not exercise it');
     assert.deepEqual(verdict.deletedWhileServing, [], 'real servers deleted while the API listed their endpoint serving');
     assert.deepEqual(verdict.deletedAboveWeightZero, [], 'deletions at weight > 0');

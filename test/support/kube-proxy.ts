@@ -189,6 +189,20 @@ export class KubeProxy {
     return done.at;
   }
 
+  /**
+   * The IPv4 syncs whose start is at line `from` or later: when each took its view of the endpoints (the "Syncing"
+   * line follows right after it updates its endpoints map) and when it ended (Infinity while it runs).
+   */
+  syncs(from = 0): { viewAt: number; endAt: number }[] {
+    const out: { viewAt: number; endAt: number }[] = [];
+    for (const { at, text } of this.lines.slice(from)) {
+      if (!text.includes('ipFamily="IPv4"')) continue;
+      if (text.includes('Syncing ipvs proxier rules')) out.push({ viewAt: at, endAt: Number.POSITIVE_INFINITY });
+      else if (text.includes(SYNC_DONE) && out.length > 0 && out.at(-1)!.endAt === Number.POSITIVE_INFINITY) out.at(-1)!.endAt = at;
+    }
+    return out;
+  }
+
   /** Graceful-termination lines about real servers since line `from` (all when omitted). */
   realServerLines(from = 0): RealServerLogLine[] {
     const out: RealServerLogLine[] = [];
