@@ -6,7 +6,8 @@
 //   Services, =off skips it (node dist/test/vm/run.js passes the variable into the VM). A deletion above weight 0 is
 //   accepted only for kube-proxy's stale graceful-list entry (src/agent/stale-entries.ts; seed 817033442 found
 //   kube-proxy leaving such a real server at weight 1 for 10 minutes before the agent knew of it), and only when
-//   the recorded watch shows its premise.
+//   the recorded watch and kernel dumps show its premise; a re-add by kube-proxy is told from its sync in progress
+//   putting back what its view still had serving by kube-proxy's own sync lines (README, Churn).
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { request } from 'node:https';
