@@ -17,6 +17,21 @@ describe("janitor: kube-proxy's stale graceful-list entry", () => {
     rig.desired.endpoints = [ep(1, 'ready'), ep(2, 'not-serving'), ep(3, 'terminating-serving'), ep(4, 'ready')];
   });
 
+  const deleted = () => rig.records.filter((r) => r.message === 'deleted real server').map((r) => [r.realServer, r.weight, r.reason]);
+
+  /** The agent deletes .2; 10 s later .2 is listed ready again and kube-proxy adds it back at weight 1. */
+  async function deletedThenReAdded() {
+    const j = rig.janitor({ mode: 'graceful' });
+    j.serviceChanged(web);
+    await j.idle();
+    rig.now += 10_000;
+    rig.desired.endpoints = [ep(1, 'ready'), ep(2, 'ready'), ep(3, 'terminating-serving'), ep(4, 'ready')];
+    await rig.ipvs.createDestination(vip, rs(2, 1));
+    j.serviceChanged(web);
+    await j.idle();
+    return j;
+  }
+
   /**
    * The agent deletes .2, .2 comes back serving `backAfterMs` later, kube-proxy re-adds it, then it leaves; the
    * agent reads the Service again as it leaves and `outForMs` later, kube-proxy never having written weight 0.
@@ -48,7 +63,7 @@ describe("janitor: kube-proxy's stale graceful-list entry", () => {
     j.serviceChanged(web);
     await j.idle();
     await j.stop();
-    return rig.records.filter((r) => r.message === 'deleted real server').map((r) => [r.realServer, r.weight, r.reason]);
+    return deleted();
   }
 
   it('deletes the re-added real server at weight 1 once its endpoint leaves, when it came back within the window', async () => {
@@ -72,14 +87,7 @@ describe("janitor: kube-proxy's stale graceful-list entry", () => {
   });
 
   it('deletes at weight 0 as usual when kube-proxy zeroes the returned real server (its check had dropped the entry)', async () => {
-    const j = rig.janitor({ mode: 'graceful' });
-    j.serviceChanged(web);
-    await j.idle();
-    rig.now += 10_000;
-    rig.desired.endpoints = [ep(1, 'ready'), ep(2, 'ready'), ep(3, 'terminating-serving'), ep(4, 'ready')];
-    await rig.ipvs.createDestination(vip, rs(2, 1));
-    j.serviceChanged(web);
-    await j.idle();
+    const j = await deletedThenReAdded();
     rig.now += 30_000;
     rig.desired.endpoints = [ep(1, 'ready'), ep(3, 'terminating-serving'), ep(4, 'ready')];
     j.serviceChanged(web);
@@ -89,8 +97,7 @@ describe("janitor: kube-proxy's stale graceful-list entry", () => {
     j.serviceChanged(web);
     await j.idle();
     await j.stop();
-    const deleted = rig.records.filter((r) => r.message === 'deleted real server').map((r) => [r.realServer, r.weight, r.reason]);
-    assert.deepEqual(deleted, [
+    assert.deepEqual(deleted(), [
       ['10.240.0.2:8080', 0, 'endpoint-not-serving'],
       ['10.240.0.2:8080', 0, 'endpoint-gone'],
     ]);
@@ -103,14 +110,7 @@ describe("janitor: kube-proxy's stale graceful-list entry", () => {
   });
 
   it('forgets the entry once the re-added real server has left the kernel (kube-proxy deleted it, entry and all)', async () => {
-    const j = rig.janitor({ mode: 'graceful' });
-    j.serviceChanged(web);
-    await j.idle();
-    rig.now += 10_000;
-    rig.desired.endpoints = [ep(1, 'ready'), ep(2, 'ready'), ep(3, 'terminating-serving'), ep(4, 'ready')];
-    await rig.ipvs.createDestination(vip, rs(2, 1));
-    j.serviceChanged(web);
-    await j.idle();
+    const j = await deletedThenReAdded();
     // kube-proxy's check found it idle and deleted it; its next sync added it again, with no entry left.
     await rig.ipvs.deleteDestination(vip, rs(2, 1));
     j.serviceChanged(web);
