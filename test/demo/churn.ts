@@ -193,6 +193,26 @@ export interface ChurnVerdict {
   reAddedByLaggingSync: string[];
 }
 
+/**
+ * Whether kube-proxy may hold a stale graceful-list entry for `ip` in `service` because of one of `deletions`: the
+ * agent deleted its real server, and within kube-proxy's check window after that the address was listed serving
+ * again or was back in the kernel (README, Troubleshooting).
+ */
+export function mayHoldStaleEntry(
+  deletions: readonly AgentDeletion[],
+  service: string,
+  ip: string,
+  events: readonly SliceEvent[],
+  samples: readonly KernelSample[],
+  allowanceMs: number,
+): boolean {
+  return deletions.some((e) => {
+    if (e.service !== service || e.realServer.slice(0, e.realServer.lastIndexOf(':')) !== ip) return false;
+    const until = e.at + KUBE_PROXY_CHECK_WINDOW_MS + allowanceMs;
+    return servingBetween(events, service, ip, e.at, until) || samples.some((s) => s.startedAt > e.at && s.at <= until && s.services[service]?.[ip] !== undefined);
+  });
+}
+
 /** A kube-proxy sync: when it took its view of the endpoints, and when it ended. */
 export interface KubeProxySync {
   viewAt: number;
@@ -220,11 +240,7 @@ export function judge(
     const name = `${d.service} ${d.realServer} at ${new Date(d.at).toISOString()} (${d.reason})`;
     const inKernelAfter = (from: number) => samples.filter((s) => s.startedAt > from && s.services[d.service]?.[ip] !== undefined);
     if (d.weight !== 0) {
-      const earlier = deletions.filter((e) => e.at < d.at && e.service === d.service && e.realServer === d.realServer);
-      const cameBack = earlier.some((e) => {
-        const until = e.at + KUBE_PROXY_CHECK_WINDOW_MS + allowanceMs;
-        return servingBetween(events, d.service, ip, e.at, until) || inKernelAfter(e.at).some((s) => s.at <= until);
-      });
+      const cameBack = mayHoldStaleEntry(deletions.filter((e) => e.at < d.at), d.service, ip, events, samples, allowanceMs);
       const outLongEnough = !servingAt(events, d.service, ip, d.at - KUBE_PROXY_SYNC_ALLOWANCE_MS) && !servingBetween(events, d.service, ip, d.at - KUBE_PROXY_SYNC_ALLOWANCE_MS, d.at);
       if (d.reason === 'kube-proxy-stale-entry' && cameBack && outLongEnough) verdict.staleEntryDeletions.push(name);
       else verdict.deletedAboveWeightZero.push(`${name}: weight ${d.weight}`);

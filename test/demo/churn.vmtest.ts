@@ -30,8 +30,10 @@ import {
   FULL_CHURN,
   judge,
   kubeProxyDeletedServing,
+  mayHoldStaleEntry,
   random,
   serviceName,
+  servingAt,
   staleZeroWeight,
   type AgentDeletion,
   type KernelSample,
@@ -199,12 +201,25 @@ test(`churn: ${size.changes} EndpointSlice changes over ${size.services} Service
     }
     const current = plan.initial.map((eps) => eps);
     let mismatch: string[] = [];
+    // "<service> <ip>" of each real server above weight 0 in the kernel that the API does not have at weight 1.
+    let extra: string[] = [];
+    // Above weight 0 where kube-proxy means 0, for a reason the agent must leave alone: the endpoint is terminating
+    // and still serving (the agent never deletes a serving endpoint's real server), and kube-proxy skips it for a
+    // stale graceful-list entry one of the agent's deletions left (README, Troubleshooting). Set once the agent runs.
+    let heldByStaleEntry: (service: string, ip: string) => boolean = () => false;
+    let keptByStaleEntry: string[] = [];
     const applied = async () => {
       const s = await sample(ipvs, size.services);
+      extra = [];
+      keptByStaleEntry = [];
       mismatch = current.flatMap((eps, i) => {
         const name = `${CHURN_NAMESPACE}/${serviceName(i)}`;
-        const have = Object.entries(s.services[name] ?? {}).filter(([, w]) => w > 0).map(([a]) => a).sort();
         const want = weightOne(eps);
+        const above = Object.entries(s.services[name] ?? {}).filter(([, w]) => w > 0).map(([a]) => a).sort();
+        const held = above.filter((a) => !want.includes(a) && heldByStaleEntry(name, a));
+        keptByStaleEntry.push(...held.map((a) => `${name} ${a}`));
+        const have = above.filter((a) => !held.includes(a));
+        extra.push(...have.filter((a) => !want.includes(a)).map((a) => `${name} ${a}`));
         return JSON.stringify(have) === JSON.stringify(want) ? [] : [`${name}: kernel ${have.join(',') || '-'}, API ${want.join(',') || '-'}`];
       });
       return mismatch.length === 0 ? s : undefined;
@@ -246,6 +261,7 @@ test(`churn: ${size.changes} EndpointSlice changes over ${size.services} Service
         await sleep(full ? 5000 : 2000);
       }
     })();
+    heldByStaleEntry = (service, ip) => servingAt(events, service, ip, Date.now()) && mayHoldStaleEntry(deletions, service, ip, events, samples, ALLOWANCE_MS);
     const kubeProxyFrom = proxy.lines.length;
     const rnd = random(seed ^ 0x5eed);
     const churnStart = Date.now();
@@ -256,7 +272,10 @@ test(`churn: ${size.changes} EndpointSlice changes over ${size.services} Service
     }
     log(`${plan.changes.length} changes in ${((Date.now() - churnStart) / 1000).toFixed(0)} s`);
 
-    const quiet = await waitApplied('kube-proxy applies the final state');
+    const quiet = await waitApplied('kube-proxy applies the final state').catch((err: unknown) => {
+      for (const line of extra) explain(line, { churnStart, events, samples, agentLines, kubeProxyLines: proxy!.lines.slice(kubeProxyFrom) });
+      throw err;
+    });
     log(`kube-proxy applied the final state ${((quiet.at - churnStart) / 1000).toFixed(0)} s after the first change`);
     // The agent acts on events and follow-ups; what they miss (a real server kube-proxy put back after the agent's
     // deletion and zeroed again, which no event announces) its resync finds: quiescence is one resync period (60 s,
@@ -291,6 +310,7 @@ test(`churn: ${size.changes} EndpointSlice changes over ${size.services} Service
       staleEntryDeletions: verdict.staleEntryDeletions.length,
       reAddedByKubeProxy: verdict.reAddedByKubeProxy.length,
       reAddedByLaggingSync: verdict.reAddedByLaggingSync.length,
+      keptAboveZeroByStaleEntry: keptByStaleEntry.length,
       staleAfterQuiescence: stale.length,
       clearedAfterQuietS,
       kubeProxyDeletions: kubeProxyDeleting.length,
@@ -304,6 +324,7 @@ test(`churn: ${size.changes} EndpointSlice changes over ${size.services} Service
     for (const line of kubeProxyServing) log(`kube-proxy deleted the real server of a serving endpoint: ${line}`);
     for (const line of verdict.reAddedByKubeProxy) log(`kube-proxy re-added a real server the agent deleted: ${line}`);
     for (const line of verdict.reAddedByLaggingSync) log(`kube-proxy's sync in progress put back a real server the agent deleted: ${line}`);
+    for (const line of keptByStaleEntry) log(`kube-proxy kept a terminating, serving endpoint's real server above weight 0 for its stale entry: ${line}`);
     for (const line of verdict.deletedWhileServing) log(`deleted while serving: ${line}`);
     for (const line of verdict.staleEntryDeletions) log(`deleted above weight 0 for kube-proxy's stale entry: ${line}`);
     const failed = [...stale, ...verdict.deletedWhileServing, ...verdict.deletedAboveWeightZero, ...verdict.reAddedByKubeProxy];

@@ -58,17 +58,29 @@ export function kubeClusterProblems(): string[] {
   return problems;
 }
 
-/** A port nobody listens on now; the OS does not hand it out again at once. */
+/**
+ * Below Linux's default ephemeral range (ip_local_port_range 32768-60999). A port the OS picked with listen(0)
+ * comes from that range, and until its server binds it any outgoing connection may take it as its source port: in
+ * CI, kube-apiserver once failed with EADDRINUSE on such a port (etcd, started just before, connects to itself).
+ */
+const PORT_RANGE = { from: 20_000, to: 32_767 } as const;
+const handedOut = new Set<number>();
+
+/** A port nobody listens on now, outside the ephemeral range, and not handed out before by this process. */
 export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
+  for (;;) {
+    const port = PORT_RANGE.from + Math.floor(Math.random() * (PORT_RANGE.to - PORT_RANGE.from + 1));
+    if (handedOut.has(port)) continue;
+    const free = await new Promise<boolean>((resolve) => {
+      const server = createServer();
+      server.unref();
+      server.once('error', () => resolve(false));
+      server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
     });
-  });
+    if (!free) continue;
+    handedOut.add(port);
+    return port;
+  }
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
