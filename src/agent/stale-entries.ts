@@ -64,16 +64,17 @@ export class StaleEntries {
     if (records === undefined) return new Set();
     const serving = new Set(endpoints.filter((e) => e.condition !== 'not-serving').map((e) => addressPortKey(e.address, e.port)));
     const present = new Set(kernel.map((d) => addressPortKey(d.address, d.port)));
-    for (const [key, r] of records) {
+    for (const [key, known] of records) {
+      let r = known;
       if (r.state === 'deleted') {
         // kube-proxy re-adds only for a serving endpoint; the kernel having it again means it already did.
-        if (now - r.at > KUBE_PROXY_CHECK_WINDOW_MS) records.delete(key);
-        else if (serving.has(key) || present.has(key)) {
-          const back: Extract<Record, { state: 'returned' }> = { state: 'returned', at: now, seen: present.has(key) };
-          if (back.seen && !serving.has(key)) back.outSince = now;
-          records.set(key, back);
-        }
-      } else if (present.has(key)) {
+        const expired = now - r.at > KUBE_PROXY_CHECK_WINDOW_MS;
+        if (expired) records.delete(key);
+        if (expired || !(serving.has(key) || present.has(key))) continue;
+        r = { state: 'returned', at: now, seen: false };
+        records.set(key, r);
+      }
+      if (present.has(key)) {
         r.seen = true;
         if (serving.has(key)) delete r.outSince;
         else r.outSince ??= now;

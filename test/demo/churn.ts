@@ -138,6 +138,11 @@ export function servingThroughout(events: readonly SliceEvent[], service: string
   return !events.some((e) => e.at > from && e.at <= to && e.service === service && !servingAt(events, service, ip, e.at));
 }
 
+/** The address of an "<ip>:<port>" real server (IPv4 in the churn test). */
+export function ipOf(realServer: string): string {
+  return realServer.slice(0, realServer.lastIndexOf(':'));
+}
+
 /** Whether any event in (from, to] leaves `ip` serving for `service`. */
 function servingBetween(events: readonly SliceEvent[], service: string, ip: string, from: number, to: number): boolean {
   return events.some((e) => e.at > from && e.at <= to && e.service === service && servingAt(events, service, ip, e.at));
@@ -207,7 +212,7 @@ export function mayHoldStaleEntry(
   allowanceMs: number,
 ): boolean {
   return deletions.some((e) => {
-    if (e.service !== service || e.realServer.slice(0, e.realServer.lastIndexOf(':')) !== ip) return false;
+    if (e.service !== service || ipOf(e.realServer) !== ip) return false;
     const until = e.at + KUBE_PROXY_CHECK_WINDOW_MS + allowanceMs;
     return servingBetween(events, service, ip, e.at, until) || samples.some((s) => s.startedAt > e.at && s.at <= until && s.services[service]?.[ip] !== undefined);
   });
@@ -236,9 +241,8 @@ export function judge(
     reAddedByLaggingSync: [],
   };
   for (const d of deletions) {
-    const ip = d.realServer.slice(0, d.realServer.lastIndexOf(':'));
+    const ip = ipOf(d.realServer);
     const name = `${d.service} ${d.realServer} at ${new Date(d.at).toISOString()} (${d.reason})`;
-    const inKernelAfter = (from: number) => samples.filter((s) => s.startedAt > from && s.services[d.service]?.[ip] !== undefined);
     if (d.weight !== 0) {
       const cameBack = mayHoldStaleEntry(deletions.filter((e) => e.at < d.at), d.service, ip, events, samples, allowanceMs);
       const outLongEnough = !servingAt(events, d.service, ip, d.at - KUBE_PROXY_SYNC_ALLOWANCE_MS) && !servingBetween(events, d.service, ip, d.at - KUBE_PROXY_SYNC_ALLOWANCE_MS, d.at);
@@ -248,7 +252,7 @@ export function judge(
     if (servingAt(events, d.service, ip, d.at)) verdict.deletedWhileServingStrict++;
     if (servingThroughout(events, d.service, ip, d.at - allowanceMs, d.at)) verdict.deletedWhileServing.push(name);
     // Only a dump begun after the deletion shows the real server back: one begun before may have read it first.
-    const back = inKernelAfter(d.at)[0];
+    const back = samples.find((s) => s.startedAt > d.at && s.services[d.service]?.[ip] !== undefined);
     if (!back || listedBetween(events, d.service, ip, d.at, back.at)) continue;
     const lagging = syncs.find((s) => s.endAt >= d.at && s.viewAt <= back.startedAt && servingAt(events, d.service, ip, s.viewAt));
     const line = `${name}: back at ${new Date(back.at).toISOString()}`;
@@ -257,7 +261,6 @@ export function judge(
   }
   return verdict;
 }
-
 
 /**
  * Weight-0 real servers that no serving endpoint backs in the API's final state: what is left for nobody to
@@ -289,7 +292,7 @@ export function kubeProxyDeletedServing(
     const service = m && serviceOf(m[1]!);
     if (!m || !service) continue;
     const realServer = m[2]!;
-    const ip = realServer.slice(0, realServer.lastIndexOf(':'));
+    const ip = ipOf(realServer);
     if (!servingThroughout(events, service, ip, l.at - allowanceMs, l.at)) continue;
     // The cause README's Troubleshooting names: the agent deleted it while it was on kube-proxy's list.
     const earlier = agentDeletions.filter((d) => d.service === service && d.realServer === realServer && d.at < l.at).at(-1);

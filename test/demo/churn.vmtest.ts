@@ -28,6 +28,7 @@ import {
   CI_CHURN,
   clusterIP,
   FULL_CHURN,
+  ipOf,
   judge,
   kubeProxyDeletedServing,
   mayHoldStaleEntry,
@@ -130,7 +131,8 @@ function explain(
   },
 ): void {
   const [service, realServer] = verdictLine.split(' ') as [string, string];
-  const ip = realServer.replace(/:\d+$/, '');
+  // Verdict lines name "<ip>:<port>", the test's own lines "<ip>".
+  const ip = realServer.includes(':') ? ipOf(realServer) : realServer;
   const t = (at: number) => `+${((at - seen.churnStart) / 1000).toFixed(1)} s`;
   const lines: { at: number; text: string }[] = [];
   for (const e of seen.events)

@@ -56,6 +56,8 @@ export const SYNC_FAILURES = [
   'Failed to delete endpoint in gracefulDeleteQueue',
 ] as const;
 
+/** Logged right after a sync has updated its endpoints map: the moment it takes its view. */
+const SYNC_START = 'Syncing ipvs proxier rules';
 const SYNC_DONE = 'syncProxyRules complete';
 
 export function kubeProxyProblems(): string[] {
@@ -184,7 +186,7 @@ export class KubeProxy {
    */
   async waitForSync(from: number, timeoutMs: number): Promise<number> {
     const v4 = (t: string) => t.includes('ipFamily="IPv4"');
-    const started = await this.waitForLog((t) => v4(t) && t.includes('Syncing ipvs proxier rules'), 'sync start', timeoutMs, from);
+    const started = await this.waitForLog((t) => v4(t) && t.includes(SYNC_START), 'sync start', timeoutMs, from);
     const done = await this.waitForLog((t) => v4(t) && t.includes(SYNC_DONE), 'sync end', timeoutMs, started.index + 1);
     return done.at;
   }
@@ -197,7 +199,7 @@ export class KubeProxy {
     const out: { viewAt: number; endAt: number }[] = [];
     for (const { at, text } of this.lines.slice(from)) {
       if (!text.includes('ipFamily="IPv4"')) continue;
-      if (text.includes('Syncing ipvs proxier rules')) out.push({ viewAt: at, endAt: Number.POSITIVE_INFINITY });
+      if (text.includes(SYNC_START)) out.push({ viewAt: at, endAt: Number.POSITIVE_INFINITY });
       else if (text.includes(SYNC_DONE) && out.length > 0 && out.at(-1)!.endAt === Number.POSITIVE_INFINITY) out.at(-1)!.endAt = at;
     }
     return out;
