@@ -1,6 +1,6 @@
 // Everything the demo's scenes share inside the VM, started once: the real etcd + kube-apiserver, the real
-// kube-proxy in IPVS mode, nginx in its namespace, the two load clients, the kernel watcher, and the agent of the
-// policy being played (one at a time: every agent reads the one API server and would act on every scene).
+// kube-proxy in IPVS mode, nginx in its namespace, the two load clients, the kernel watcher, and one agent (each
+// scene's Service picks its policy by annotation: two agents would both act on every Service).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
@@ -23,7 +23,6 @@ import {
   NGINX_POD,
   SERVICE_PORT,
   USER_POD,
-  type AgentPolicy,
   type Scene,
 } from './scene.js';
 import type { WatchCommand, WatchEvent } from './watcher.js';
@@ -41,15 +40,19 @@ export const PROCESS_START_MS = 3 * 60_000;
 export type LoadClient = JsonChild<LoadCommand, LoadEvent>;
 export type Watcher = JsonChild<WatchCommand, WatchEvent>;
 export type AgentLog = Message & { message?: string; service?: string; realServer?: string; reason?: string; weight?: number };
-export type Agent = JsonChild<never, AgentLog> & { policy: Exclude<AgentPolicy, 'none'> };
+export type Agent = JsonChild<never, AgentLog>;
 
 function node(args: readonly string[]): ChildProcess {
   return spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'pipe'] });
 }
 
-export class Cast {
-  private agent: Agent | undefined;
+async function startAgent(cluster: KubeCluster): Promise<Agent> {
+  const agent: Agent = new JsonChild(`agent`, node([CLI, ...agentArgs(cluster.kubeconfig(cluster.users.admin))]));
+  await agent.wait((m): m is AgentLog => m.message === 'informers synced: full resync', 'informer sync', AGENT_START_MS);
+  return agent;
+}
 
+export class Cast {
   private constructor(
     readonly cluster: KubeCluster,
     readonly kubeProxy: KubeProxy,
@@ -62,7 +65,7 @@ export class Cast {
     /** The users of nginx. */
     readonly viaNginx: LoadClient,
     readonly watcher: Watcher,
-    private readonly progress: (line: string) => void,
+    readonly agent: Agent,
   ) {}
 
   static async open(scenes: readonly Scene[], progress: (line: string) => void): Promise<Cast> {
@@ -77,14 +80,11 @@ export class Cast {
     setSysctl('net.ipv4.ip_local_port_range', CLIENT_PORT_RANGE, nginxPod.netns);
     setSysctl('net.ipv4.tcp_tw_reuse', 1, nginxPod.netns);
     const user = createPod({ name: USER_POD.name, index: USER_POD.index });
+    // An IPv4-only node: kube-proxy runs one proxier, not one per family (each sync of each family execs its ~22
+    // iptables commands, seconds apiece under TCG); the demo's Services are IPv4.
+    setSysctl('net.ipv6.conf.all.disable_ipv6', 1);
 
     progress('starting etcd, kube-apiserver, nginx, load clients, watcher');
-    const cluster = await KubeCluster.start({ readyTimeoutMs: API_START_MS });
-    progress(`kube-apiserver ready after ${since()}; starting kube-proxy (mode ipvs)`);
-    await ensureNamespace(cluster, NAMESPACE);
-    const kubeProxy = await KubeProxy.start({ cluster, clusterCIDR: CLUSTER_CIDR, readyTimeoutMs: API_START_MS });
-    const kubeProxySysctls = await readSysctls();
-    progress(`kube-proxy synced after ${since()}; it left the IPVS sysctls at ${JSON.stringify(kubeProxySysctls)}`);
     const nginx = await Nginx.start({
       dir: join(process.env.TMPDIR ?? tmpdir(), 'demo-nginx'),
       netns: nginxPod.netns,
@@ -94,30 +94,32 @@ export class Cast {
     const direct: LoadClient = new JsonChild('load client', spawnInNetns(client.netns, process.execPath, [LOAD], { stdio: ['pipe', 'pipe', 'pipe'] }));
     const viaNginx: LoadClient = new JsonChild('nginx users', spawnInNetns(user.netns, process.execPath, [LOAD], { stdio: ['pipe', 'pipe', 'pipe'] }));
     const watcher: Watcher = new JsonChild('watcher', node([WATCHER]));
+    const cluster = await KubeCluster.start({ readyTimeoutMs: API_START_MS });
+    progress(`kube-apiserver ready after ${since()}; starting kube-proxy (mode ipvs) and the agent`);
+    await ensureNamespace(cluster, NAMESPACE);
+    // Both take minutes to start under TCG: side by side.
+    const [kubeProxy, agent] = await Promise.all([
+      KubeProxy.start({ cluster, clusterCIDR: CLUSTER_CIDR, readyTimeoutMs: API_START_MS }).then((proxy) => {
+        progress(`kube-proxy synced after ${since()}`);
+        return proxy;
+      }),
+      startAgent(cluster).then((a) => {
+        progress(`agent synced after ${since()}`);
+        return a;
+      }),
+    ]);
+    const kubeProxySysctls = await readSysctls();
+    progress(`kube-proxy left the IPVS sysctls at ${JSON.stringify(kubeProxySysctls)}`);
     for (const c of [direct, viaNginx]) await c.wait(isEvent('ready'), 'ready', PROCESS_START_MS);
     await watcher.wait(isEvent('ready'), 'ready', PROCESS_START_MS);
     const ipvs = await IpvsClient.open();
     progress(`cast ready after ${since()}`);
-    return new Cast(cluster, kubeProxy, kubeProxySysctls, nginx, ipvs, direct, viaNginx, watcher, progress);
-  }
-
-  /** The running agent when it has `policy`; starts it (stopping another) when needed. */
-  async agentFor(policy: AgentPolicy): Promise<Agent | undefined> {
-    if (this.agent && this.agent.policy !== policy) await this.stopAgent();
-    if (policy === 'none' || this.agent) return this.agent;
-    const started = Date.now();
-    const kubeconfig = this.cluster.kubeconfig(this.cluster.users.admin);
-    const agent = Object.assign(new JsonChild<never, AgentLog>(`agent --policy ${policy}`, node([CLI, ...agentArgs(policy, kubeconfig)])), { policy });
-    this.agent = agent;
-    await agent.wait((m): m is AgentLog => m.message === 'informers synced: full resync', 'informer sync', AGENT_START_MS);
-    this.progress(`agent --policy ${policy} synced after ${((Date.now() - started) / 1000).toFixed(0)} s`);
-    return agent;
+    return new Cast(cluster, kubeProxy, kubeProxySysctls, nginx, ipvs, direct, viaNginx, watcher, agent);
   }
 
   private async stopAgent(): Promise<void> {
     const agent = this.agent;
-    this.agent = undefined;
-    if (!agent || agent.exited) return;
+    if (agent.exited) return;
     const exited = new Promise<void>((resolve) => agent.child.once('exit', () => resolve()));
     agent.child.kill('SIGTERM');
     const timer = setTimeout(() => agent.child.kill('SIGKILL'), 30_000);

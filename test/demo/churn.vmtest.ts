@@ -234,7 +234,7 @@ test(`churn: ${size.changes} EndpointSlice changes over ${size.services} Service
     log(`kube-proxy programmed ${size.services} Services`);
 
     const kubeconfig = cluster.kubeconfig(cluster.users.admin);
-    agent = spawn(process.execPath, [script('../../src/cli/main.js'), ...agentArgs('graceful', kubeconfig)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    agent = spawn(process.execPath, [script('../../src/cli/main.js'), ...agentArgs(kubeconfig)], { stdio: ['ignore', 'pipe', 'pipe'] });
     const deletions: AgentDeletion[] = [];
     // Everything the agent said, to explain a failed verdict from the agent's side.
     const agentLines: { at: number; message: Record<string, unknown> }[] = [];

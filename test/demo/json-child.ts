@@ -59,3 +59,9 @@ export const isEvent =
   <E extends { event: string }, K extends E['event']>(event: K) =>
   (m: E): m is Extract<E, { event: K }> =>
     m.event === event;
+
+/** isEvent() for one named run of a child that serves several (the load client). */
+export const isRunEvent =
+  <E extends { event: string }, K extends E['event']>(event: K, run: string) =>
+  (m: E): m is Extract<E, { event: K }> =>
+    m.event === event && (m as { run?: unknown }).run === run;

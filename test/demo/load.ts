@@ -2,27 +2,28 @@
 // Takes one JSON command per line on stdin (LoadCommand), answers with JSON lines on stdout (LoadEvent), and
 // exits when stdin closes. Every request is a new connection ("Connection: close", no agent), so with the
 // client netns's 64 source ports each one reuses a tuple that IPVS still remembers. The same client talks to
-// nginx (a path prefix selects the Service there).
+// nginx (a path prefix selects the Service there). Runs are named: while one scene ends, the next one's load
+// already runs (ports are shared across destinations, so each run still reuses its own tuples).
 import { request } from 'node:http';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { RequestRecord } from './report.js';
 
 export type LoadCommand =
-  | { cmd: 'start'; host: string; port: number; pathPrefix?: string; concurrency: number; timeoutMs: number }
+  | { cmd: 'start'; run: string; host: string; port: number; pathPrefix?: string; concurrency: number; timeoutMs: number }
   /**
    * Slow requests; each reports the pod that took it as soon as the first bytes arrive, and its end. One that
    * receives nothing for idleTimeoutMs is broken.
    */
-  | { cmd: 'long'; count: number; idleTimeoutMs: number }
-  | { cmd: 'stop' };
+  | { cmd: 'long'; run: string; count: number; idleTimeoutMs: number }
+  | { cmd: 'stop'; run: string };
 
 export type LoadEvent =
   | { event: 'ready' }
-  | { event: 'started' }
-  | { event: 'long-started'; pod: string | undefined }
-  | { event: 'long-ended'; error: string | undefined }
-  | { event: 'stopped'; records: RequestRecord[]; portsExhausted: number }
+  | { event: 'started'; run: string }
+  | { event: 'long-started'; run: string; pod: string | undefined }
+  | { event: 'long-ended'; run: string; error: string | undefined }
+  | { event: 'stopped'; run: string; records: RequestRecord[]; portsExhausted: number }
   | { event: 'error'; message: string };
 
 const emit = (event: LoadEvent): void => void process.stdout.write(`${JSON.stringify(event)}\n`);
@@ -97,7 +98,13 @@ interface Run {
   pending: Promise<void>[];
 }
 
-let run: Run | undefined;
+const runs = new Map<string, Run>();
+
+function running(name: string): Run {
+  const r = runs.get(name);
+  if (!r) throw new Error(`no run ${JSON.stringify(name)}: start it first`);
+  return r;
+}
 
 async function loop(r: Run, timeoutMs: number): Promise<void> {
   while (!r.stopping) {
@@ -113,37 +120,36 @@ async function loop(r: Run, timeoutMs: number): Promise<void> {
 async function handle(command: LoadCommand): Promise<void> {
   switch (command.cmd) {
     case 'start': {
-      if (run) throw new Error('already running: stop first');
+      if (runs.has(command.run)) throw new Error(`run ${JSON.stringify(command.run)} is running already: stop it first`);
       const target = { host: command.host, port: command.port, pathPrefix: command.pathPrefix ?? '' };
-      const r: Run = (run = { target, stopping: false, records: [], portsExhausted: 0, pending: [] });
+      const r: Run = { target, stopping: false, records: [], portsExhausted: 0, pending: [] };
+      runs.set(command.run, r);
       for (let i = 0; i < command.concurrency; i++) r.pending.push(loop(r, command.timeoutMs));
-      emit({ event: 'started' });
+      emit({ event: 'started', run: command.run });
       return;
     }
     case 'long': {
-      const r = run;
-      if (!r) throw new Error('long requests need a running load: start first');
+      const r = running(command.run);
       for (let i = 0; i < command.count; i++) {
-        const onFirstBytes = (pod: string | undefined) => emit({ event: 'long-started', pod });
+        const onFirstBytes = (pod: string | undefined) => emit({ event: 'long-started', run: command.run, pod });
         r.pending.push(
           get(r.target, 'long', '/slow', { kind: 'idle', ms: command.idleTimeoutMs }, onFirstBytes).then((result) => {
             // A slow request is sent once; a full port range is a failure of the setup, not of IPVS.
             const now = Date.now();
             const record: RequestRecord = result === 'no-port' ? { kind: 'long', startedAt: now, endedAt: now, error: 'EADDRNOTAVAIL' } : result;
             r.records.push(record);
-            emit({ event: 'long-ended', error: record.error });
+            emit({ event: 'long-ended', run: command.run, error: record.error });
           }),
         );
       }
       return;
     }
     case 'stop': {
-      const r = run;
-      if (!r) throw new Error('not running');
+      const r = running(command.run);
       r.stopping = true;
       await Promise.all(r.pending);
-      run = undefined;
-      emit({ event: 'stopped', records: r.records, portsExhausted: r.portsExhausted });
+      runs.delete(command.run);
+      emit({ event: 'stopped', run: command.run, records: r.records, portsExhausted: r.portsExhausted });
       return;
     }
   }

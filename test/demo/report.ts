@@ -35,7 +35,8 @@ export interface ScenarioMarks {
 }
 
 export interface RealServerRemoval {
-  afterWeightZeroMs: number;
+  /** null when no watcher read showed it at weight 0: it left between two reads of the weight-0 state. */
+  afterWeightZeroMs: number | null;
   /** Negative when the real server left before its endpoint left the slice. */
   afterSliceRemovalMs: number;
   /** "agent (<reason>)", "kube-proxy", or "?" when nobody owned up. */
@@ -213,7 +214,7 @@ export function summarize(input: ScenarioInput): ScenarioResult {
     realServerRemoval:
       gone === undefined
         ? null
-        : { afterWeightZeroMs: gone - (marks.weightZeroAt ?? marks.terminatingAt), afterSliceRemovalMs: gone - marks.sliceRemovedAt, by: removedBy ?? '?' },
+        : { afterWeightZeroMs: marks.weightZeroAt === undefined ? null : gone - marks.weightZeroAt, afterSliceRemovalMs: gone - marks.sliceRemovedAt, by: removedBy ?? '?' },
     portsExhausted: input.portsExhausted,
     nginx: countNginx(input.nginx, marks.deathAt),
     kubeProxy,
@@ -272,9 +273,9 @@ function seconds(ms: number): string {
 
 export function describeRemoval(removal: RealServerRemoval | null): string {
   if (removal === null) return 'never (still there at the end)';
-  return removal.afterSliceRemovalMs < 0
-    ? `${seconds(removal.afterWeightZeroMs)} after weight 0, before the endpoint left the slice; by ${removal.by}`
-    : `${seconds(removal.afterSliceRemovalMs)} after the endpoint left the slice; by ${removal.by}`;
+  if (removal.afterSliceRemovalMs >= 0) return `${seconds(removal.afterSliceRemovalMs)} after the endpoint left the slice; by ${removal.by}`;
+  const when = removal.afterWeightZeroMs === null ? 'before the watcher\'s next read of weight 0' : `${seconds(removal.afterWeightZeroMs)} after weight 0`;
+  return `${when}, before the endpoint left the slice; by ${removal.by}`;
 }
 
 export function describeKubeProxy(k: KubeProxyStory): string {
@@ -315,7 +316,7 @@ export function formatTable(scenarios: readonly ScenarioResult[]): string {
   const order = (s: ScenarioResult) => (s.emulation === 'old-kernel' ? 0 : 1);
   const rows = [...scenarios].sort((a, b) => order(a) - order(b)).map((s) => [
     s.emulation,
-    s.policy === 'none' ? 'no agent' : `--policy ${s.policy}`,
+    s.policy === 'none' ? 'no agent (skip)' : `policy ${s.policy}`,
     s.death === 'with-slice-update' ? 'at the slice update' : 'before the slice update',
     `${s.requests} + ${s.nginx.requests}`,
     `${s.nginx.badGatewayAfterDeath} of ${s.nginx.requestsAfterDeath}` +

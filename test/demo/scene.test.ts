@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
 import { parseRunOptions } from '../../src/cli/options.js';
+import { policyAnnotations, servicePolicy } from '../../src/k8s/annotations.js';
 import { desiredVirtualServices } from '../../src/k8s/mapping.js';
 import { toServiceRecord, toSliceRecord } from '../../src/k8s/records.js';
 import { addressPortKey } from '../../src/reconcile/keys.js';
@@ -25,6 +26,7 @@ import {
 } from './report.js';
 import type { CounterChange } from './watcher.js';
 import {
+  AGENT_DEFAULT_POLICY,
   agentArgs,
   CLIENT_POD,
   DEFAULT_TIMINGS,
@@ -48,22 +50,31 @@ import {
 describe('scenes', () => {
   const scenes = demoScenes();
 
-  it('every emulation with every policy once, and the early death for graceful and drain; policy by policy (one agent at a time), no agent first', () => {
+  it('every emulation with every policy once, and the early death for graceful and drain on the old kernel; kernel by kernel, no agent first', () => {
     assert.deepEqual(
       scenes.map((s) => `${s.index} ${s.emulation} ${s.policy} ${s.death}`),
       [
         '1 old-kernel none with-slice-update',
-        '2 new-kernel none with-slice-update',
-        '3 old-kernel immediate with-slice-update',
-        '4 new-kernel immediate with-slice-update',
-        '5 old-kernel graceful with-slice-update',
-        '6 new-kernel graceful with-slice-update',
-        '7 old-kernel graceful before-slice-update',
-        '8 old-kernel drain with-slice-update',
-        '9 new-kernel drain with-slice-update',
-        '10 old-kernel drain before-slice-update',
+        '2 old-kernel immediate with-slice-update',
+        '3 old-kernel graceful with-slice-update',
+        '4 old-kernel graceful before-slice-update',
+        '5 old-kernel drain with-slice-update',
+        '6 old-kernel drain before-slice-update',
+        '7 new-kernel none with-slice-update',
+        '8 new-kernel immediate with-slice-update',
+        '9 new-kernel graceful with-slice-update',
+        '10 new-kernel drain with-slice-update',
       ],
     );
+  });
+
+  it('each Service names its scene\'s policy for the one agent, skip for the scenes without one', () => {
+    const annotated = scenes.map((s) => {
+      const annotations = (serviceObject(s).metadata as { annotations: Record<string, string> }).annotations;
+      const { policy } = servicePolicy(policyAnnotations(annotations), { mode: AGENT_DEFAULT_POLICY });
+      return `${s.policy} ${policy.kind === 'skip' ? 'skip' : policy.policy.mode}`;
+    });
+    assert.deepEqual(annotated, scenes.map((s) => `${s.policy} ${s.policy === 'none' ? 'skip' : s.policy}`));
   });
 
   it('--scenes picks scenes by number and names what is not one', () => {
@@ -143,15 +154,13 @@ describe('kernel emulations and agent flags', () => {
   });
 
   it('the agent\'s flags parse as the run command parses them', () => {
-    for (const policy of ['immediate', 'graceful', 'drain'] as const) {
-      const [command, ...flags] = agentArgs(policy, '/tmp/kubeconfig');
-      assert.equal(command, 'run');
-      const options = parseRunOptions(flags, {});
-      assert.deepEqual(
-        [options.policy, options.kubeconfig, options.resyncPeriodMs, options.metricsAddress, options.nodePortAddresses],
-        [{ mode: policy }, '/tmp/kubeconfig', 60_000, '127.0.0.1:0', ['127.0.0.1']],
-      );
-    }
+    const [command, ...flags] = agentArgs('/tmp/kubeconfig');
+    assert.equal(command, 'run');
+    const options = parseRunOptions(flags, {});
+    assert.deepEqual(
+      [options.policy, options.kubeconfig, options.resyncPeriodMs, options.metricsAddress, options.nodePortAddresses],
+      [{ mode: 'graceful' }, '/tmp/kubeconfig', 60_000, '127.0.0.1:0', ['127.0.0.1']],
+    );
   });
 });
 
@@ -256,10 +265,19 @@ describe('summarize', () => {
   });
 
   it('times the real server\'s removal from weight 0 and from the slice, negative when it went first', () => {
-    const before = summarize({ ...base, marks: { ...marks, realServerGoneAt: 10_040 }, removedByAgent: 'agent (immediate)' });
-    assert.deepEqual(before.realServerRemoval, { afterWeightZeroMs: 40, afterSliceRemovalMs: -5960, by: 'agent (immediate)' });
-    const after = summarize({ ...base, marks: { ...marks, realServerGoneAt: 16_035 } });
-    assert.deepEqual(after.realServerRemoval, { afterWeightZeroMs: 6035, afterSliceRemovalMs: 35, by: '?' });
+    const seen = { ...marks, weightZeroAt: 10_020 };
+    const before = summarize({ ...base, marks: { ...seen, realServerGoneAt: 10_040 }, removedByAgent: 'agent (immediate)' });
+    assert.deepEqual(before.realServerRemoval, { afterWeightZeroMs: 20, afterSliceRemovalMs: -5960, by: 'agent (immediate)' });
+    const after = summarize({ ...base, marks: { ...seen, realServerGoneAt: 16_035 } });
+    assert.deepEqual(after.realServerRemoval, { afterWeightZeroMs: 6015, afterSliceRemovalMs: 35, by: '?' });
+  });
+
+  it('a removal the watcher never saw at weight 0 is not timed from the terminating slice as if from weight 0', () => {
+    // Seen in a demo run: kube-proxy's weight 0 and the agent's deletion fell between two reads, and the table said
+    // "54.8 s after weight 0", the time since the slice said terminating.
+    const r = summarize({ ...base, marks: { ...marks, realServerGoneAt: 10_040 }, removedByAgent: 'agent (immediate)' });
+    assert.equal(r.realServerRemoval?.afterWeightZeroMs, null);
+    assert.equal(describeRemoval(r.realServerRemoval), 'before the watcher\'s next read of weight 0, before the endpoint left the slice; by agent (immediate)');
   });
 
   it('what is left once the pod is dead and the real server gone: requests started after both', () => {
@@ -364,8 +382,8 @@ describe('table', () => {
     assert.deepEqual(
       lines.slice(2).map((l) => l.split('|').slice(1, -1).map((c) => c.trim())),
       [
-        ['old-kernel', 'no agent', 'at the slice update', '3 + 0', '0 of 0', '2 of 2, last at +1.95 s', '-', '0 of 0', '-', 'never (still there at the end)', 'never saw weight 0'],
-        ['new-kernel', '--policy graceful', 'before the slice update', '2 + 0', '0 of 0', '0 of 1', '0 of 1', '0 of 0', '100% of 3.04 s, first at +0.00 s', '0.04 s after the endpoint left the slice; by agent (endpoint-gone)', 'never saw weight 0'],
+        ['old-kernel', 'no agent (skip)', 'at the slice update', '3 + 0', '0 of 0', '2 of 2, last at +1.95 s', '-', '0 of 0', '-', 'never (still there at the end)', 'never saw weight 0'],
+        ['new-kernel', 'policy graceful', 'before the slice update', '2 + 0', '0 of 0', '0 of 1', '0 of 1', '0 of 0', '100% of 3.04 s, first at +0.00 s', '0.04 s after the endpoint left the slice; by agent (endpoint-gone)', 'never saw weight 0'],
       ],
     );
   });
@@ -376,6 +394,7 @@ describe('table', () => {
       '0.05 s after weight 0, before the endpoint left the slice; by agent (immediate)',
     );
   });
+
 
   it('the report states the kernel, the timeline and what each emulation is', () => {
     const text = formatReport(result([none]));

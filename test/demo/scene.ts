@@ -2,6 +2,7 @@
 // phase as the EndpointSlice controller writes them, and which sysctls stand for which kernel. Pure, so the host
 // tests can check it; test/demo/stage.ts performs it inside the VM with the real kube-apiserver and kube-proxy.
 import type { IpvsSysctls, SysctlSetting } from '../../src/agent/sysctls.js';
+import { POLICY_ANNOTATION } from '../../src/k8s/annotations.js';
 import type { DestinationKey, ServiceKey } from '../../src/ipvs/types.js';
 import { sliceObject as kubeSlice, serviceObject as kubeService, type EndpointSpec, type ServiceSpec } from '../support/kube-objects.js';
 import { podAddresses } from '../support/netns.js';
@@ -132,15 +133,17 @@ export function scene(index: number, policy: AgentPolicy, emulation: KernelEmula
 const EARLY_DEATH_POLICIES: readonly AgentPolicy[] = ['graceful', 'drain'];
 
 /**
- * Every policy under every emulation, policy by policy (no agent first, so its failures are seen before the
- * cures): all agents read the one API server, so only the scene's own agent may run during a scene. `graceful`
+ * Every policy under every emulation, kernel by kernel (the IPVS sysctls are one per node, so the scenes of one
+ * kernel behaviour play together), no agent first in each, so its failures are seen before the cures. `graceful`
  * and `drain` also play the old kernel with the pod dying before the slice update, where they part ways.
  */
 export function demoScenes(): Scene[] {
-  const plays = POLICIES.flatMap((policy) => [
-    ...EMULATIONS.map((emulation) => ({ policy, emulation, death: 'with-slice-update' as const })),
-    ...(EARLY_DEATH_POLICIES.includes(policy) ? [{ policy, emulation: 'old-kernel' as const, death: 'before-slice-update' as const }] : []),
-  ]);
+  const plays = EMULATIONS.flatMap((emulation) =>
+    POLICIES.flatMap((policy) => [
+      { policy, emulation, death: 'with-slice-update' as const },
+      ...(emulation === 'old-kernel' && EARLY_DEATH_POLICIES.includes(policy) ? [{ policy, emulation, death: 'before-slice-update' as const }] : []),
+    ]),
+  );
   return plays.map((p, i) => scene(i + 1, p.policy, p.emulation, p.death));
 }
 
@@ -153,12 +156,17 @@ export function selectScenes(list: string): number[] {
   return numbers.map(Number);
 }
 
+/**
+ * One agent serves every scene (all read the one API server): each Service names its scene's policy in the
+ * agent's per-Service annotation, `skip` for the scenes without an agent.
+ */
 export function serviceSpec(s: Scene): ServiceSpec {
   return {
     namespace: NAMESPACE,
     name: s.serviceName,
     clusterIP: s.clusterIP,
     ports: [{ name: PORT_NAME, port: SERVICE_PORT, targetPort: POD_PORT, protocol: 'TCP' }],
+    annotations: { [POLICY_ANNOTATION]: s.policy === 'none' ? 'skip' : s.policy },
   };
 }
 
@@ -225,11 +233,14 @@ export function flipsOnRemoval(emulation: KernelEmulation): boolean {
   return emulation === 'old-kernel';
 }
 
-export function agentArgs(policy: Exclude<AgentPolicy, 'none'>, kubeconfig: string): string[] {
+/** The agent's own default; every demo Service overrides it with its annotation. */
+export const AGENT_DEFAULT_POLICY = 'graceful';
+
+export function agentArgs(kubeconfig: string): string[] {
   return [
     'run',
     '--kubeconfig', kubeconfig,
-    '--policy', policy,
+    '--policy', AGENT_DEFAULT_POLICY,
     '--resync-period', '60s',
     // The demo's Services have no node ports; any address keeps the agent from listing the VM's interfaces.
     '--nodeport-addresses', '127.0.0.1',

@@ -22,9 +22,9 @@ const only = chosen >= 0 ? selectScenes(process.argv[chosen + 1] ?? '') : undefi
 const scenes = demoScenes().filter((s) => only === undefined || only.includes(s.index));
 const stage = await Stage.open(scenes, progress, outDir);
 const scenesStarted = Date.now();
-const scenarios: ScenarioResult[] = [];
+let scenarios: ScenarioResult[];
 try {
-  for (const scene of scenes) scenarios.push(await stage.play(scene, timings));
+  scenarios = await stage.play(scenes, timings);
 } finally {
   await stage.close();
 }
