@@ -137,5 +137,7 @@ export class Cast {
     await this.cluster.stop();
     this.ipvs.close();
     teardown();
+    // Later tests in the same VM boot use IPv6.
+    setSysctl('net.ipv6.conf.all.disable_ipv6', 0);
   }
 }
