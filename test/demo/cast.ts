@@ -47,7 +47,7 @@ function node(args: readonly string[]): ChildProcess {
 }
 
 async function startAgent(cluster: KubeCluster): Promise<Agent> {
-  const agent: Agent = new JsonChild(`agent`, node([CLI, ...agentArgs(cluster.kubeconfig(cluster.users.admin))]));
+  const agent: Agent = new JsonChild('agent', node([CLI, ...agentArgs(cluster.kubeconfig(cluster.users.admin))]));
   await agent.wait((m): m is AgentLog => m.message === 'informers synced: full resync', 'informer sync', AGENT_START_MS);
   return agent;
 }
@@ -80,8 +80,8 @@ export class Cast {
     setSysctl('net.ipv4.ip_local_port_range', CLIENT_PORT_RANGE, nginxPod.netns);
     setSysctl('net.ipv4.tcp_tw_reuse', 1, nginxPod.netns);
     const user = createPod({ name: USER_POD.name, index: USER_POD.index });
-    // An IPv4-only node: kube-proxy runs one proxier, not one per family (each sync of each family execs its ~22
-    // iptables commands, seconds apiece under TCG); the demo's Services are IPv4.
+    // An IPv4-only node: kube-proxy runs one proxier, not one per family (each sync of each family execs some 56
+    // iptables and ipset commands, 0.5-0.9 s apiece under TCG); the demo's Services are IPv4. close() undoes it.
     setSysctl('net.ipv6.conf.all.disable_ipv6', 1);
 
     progress('starting etcd, kube-apiserver, nginx, load clients, watcher');

@@ -188,8 +188,7 @@ export class ScenePlay {
     const zero = watched.find(isEvent('weight-zero'));
     const inFlightEndedAt = Math.max(...stopped!.records.filter((r) => r.kind === 'long').map((r) => r.endedAt));
     const service = `${NAMESPACE}/${scene.serviceName}`;
-    const agentSaid = cast.agent.messages.slice(agentFrom).filter((m) => m.service === service);
-    const deletion = agentSaid.find((m) => m.message === 'deleted real server');
+    const deletion = cast.agent.messages.slice(agentFrom).find((m) => m.message === 'deleted real server' && m.service === service);
     if (scene.policy !== 'none' && !deletion) {
       // A scene whose agent deleted nothing (seen once under a loaded host): what it said about the Service.
       const said = cast.agent.messages.slice(agentFrom).filter((m) => m.service === service || m.level === 'warn');

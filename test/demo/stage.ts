@@ -74,8 +74,8 @@ export class Stage {
    * run at once than while two scenes overlap one by one (the VM's two emulated CPUs serve them all).
    */
   private async together(group: readonly ScenePlay[], t: Timings): Promise<ScenarioResult[]> {
-    const concurrency = Math.max(1, Math.floor((2 * t.concurrency) / group.length));
-    await Promise.all(group.map((p) => p.startTraffic(Math.min(concurrency, t.concurrency))));
+    const concurrency = Math.min(t.concurrency, Math.max(1, Math.floor((2 * t.concurrency) / group.length)));
+    await Promise.all(group.map((p) => p.startTraffic(concurrency)));
     await Promise.all(group.map((p) => p.newReady()));
     await Promise.all(group.map((p) => p.watchOld()));
     const results = await Promise.all(group.map((p) => p.finale()));
