@@ -9,11 +9,11 @@ import { join } from 'node:path';
 import { IpvsClient } from '../../src/ipvs/client.js';
 import { readTable } from '../../src/ipvs/table.js';
 import type { ServiceKey } from '../../src/ipvs/types.js';
-import { KubeCluster } from '../support/kube-cluster.js';
+import { reachHostCluster } from '../support/host-cluster.js';
+import type { KubeCluster } from '../support/kube-cluster.js';
 import { KubeProxy, kubeProxyVersion } from '../support/kube-proxy.js';
 import { addDummy, ip } from '../support/netns.js';
 import { until } from '../support/poll.js';
-import { HOST_FORWARD_ADDRESS } from '../vm/harness.js';
 import { AgentProcess, metricValue } from './agent-process.js';
 import { BENCH_NAMESPACE, ipv4SyncSeconds, procMemory, type KubeProxyBenchEnv } from './kube-proxy.js';
 import type { KubeProxyBench, RolloutSample } from './results.js';
@@ -82,14 +82,6 @@ const results: KubeProxyBench = {
   rollouts: [],
   totalSeconds: 0,
 };
-
-function reachHostCluster(): KubeCluster {
-  const dir = mkdtempSync(join(process.env.TMPDIR ?? '/tmp', 'kube-'));
-  writeFileSync(join(dir, 'ca.crt'), env.BENCH_CA!);
-  writeFileSync(join(dir, 'tokens.csv'), env.BENCH_TOKENS!);
-  // The host's serving certificate names 127.0.0.1 and localhost (kube-cluster.ts makePki).
-  return KubeCluster.reach(dir, `https://${HOST_FORWARD_ADDRESS}:${env.BENCH_API_PORT}`, 'localhost');
-}
 
 const histogram = (text: string) => ({
   sum: metricValue(text, 'ipvs_janitor_event_to_deletion_seconds_sum'),
@@ -204,8 +196,7 @@ async function main(): Promise<void> {
   // The endpoints (populate: 10.100.0.1 onwards) get a route, as the kernel wants of a masq real server's address.
   addDummy('bench0', []);
   ip('route', 'add', '10.100.0.0/14', 'dev', 'bench0');
-  const cluster = reachHostCluster();
-  await until(async () => (await cluster.request('GET', '/readyz').catch(() => undefined))?.status === 200, 'the host API server through the forwarded port', 120_000, 500);
+  const cluster = await reachHostCluster(env);
   const ips = await clusterIPs(cluster);
   if (ips.size !== SERVICES) throw new Error(`the API server holds ${ips.size} bench Services, expected ${SERVICES}`);
   const vips = new Set(ips.values());

@@ -8,6 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { hostClusterEnv, hostClusterForward, type HostClusterEnv } from '../support/host-cluster.js';
 import { KubeCluster } from '../support/kube-cluster.js';
 import { populate } from '../support/kube-objects.js';
 import { until } from '../support/poll.js';
@@ -17,10 +18,7 @@ import { renderKubeProxy, type KubeProxyBench } from './results.js';
 export const BENCH_NAMESPACE = 'bench';
 
 /** What the VM side reads from its environment. */
-export interface KubeProxyBenchEnv {
-  BENCH_API_PORT: string;
-  BENCH_CA: string;
-  BENCH_TOKENS: string;
+export interface KubeProxyBenchEnv extends HostClusterEnv {
   BENCH_SERVICES: string;
   BENCH_ENDPOINTS_PER_SLICE: string;
   BENCH_ROLLOUTS: string;
@@ -82,9 +80,7 @@ export async function benchKubeProxy(o: KubeProxyBenchOptions): Promise<KubeProx
       );
     }
     const env: KubeProxyBenchEnv = {
-      BENCH_API_PORT: String(cluster.apiserverPort),
-      BENCH_CA: cluster.ca,
-      BENCH_TOKENS: readFileSync(join(cluster.dir, 'tokens.csv'), 'utf8'),
+      ...hostClusterEnv(cluster),
       BENCH_SERVICES: String(o.services),
       BENCH_ENDPOINTS_PER_SLICE: String(o.endpointsPerSlice),
       BENCH_ROLLOUTS: String(o.rollouts),
@@ -93,7 +89,7 @@ export async function benchKubeProxy(o: KubeProxyBenchOptions): Promise<KubeProx
     const vm = await runInVm({
       script: '"$NODE" dist/test/bench/kube-proxy-in-vm.js || { rc=$?; dmesg | tail -n 20; exit "$rc"; }',
       env: { ...env },
-      forwardToHost: { guestPort: cluster.apiserverPort, hostPort: cluster.apiserverPort },
+      forwardToHost: hostClusterForward(cluster),
       // kube-proxy, the agent and this benchmark's own process each hold the 10,000 Services.
       memoryMiB: 3072,
       timeoutMs: 100 * 60_000,

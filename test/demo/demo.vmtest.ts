@@ -17,7 +17,7 @@ let stage: Stage | undefined;
 let results: ScenarioResult[] = [];
 // Played as the demo plays them: set up together, the second scene's traffic and new pod during the first's finale.
 before(async () => {
-  stage = await Stage.open(scenes, (line) => console.log(`[demo] ${line}`));
+  stage = await Stage.open(scenes, { kind: 'in-vm' }, (line) => console.log(`[demo] ${line}`));
   results = await stage.play(scenes, SHORT);
 }, { timeout: 30 * 60_000 });
 after(() => stage?.close());

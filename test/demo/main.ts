@@ -1,12 +1,15 @@
-// `npm run demo`: boots the test VM once and, inside it (test/demo/vm-main.ts), starts the real kube-apiserver,
-// kube-proxy (mode ipvs) and nginx, plays the rollout for every agent policy under both kernel behaviours, and
+// `npm run demo`: starts the real etcd and kube-apiserver on the host's loopback, boots the test VM once with one
+// port forwarded to it and, inside the VM (test/demo/vm-main.ts), starts the real kube-proxy (mode ipvs) and nginx,
+// plays the rollout for every agent policy under both kernel behaviours, and
 // prints the table.
 //   npm run demo [-- --json] [-- --full] [-- --keep] [-- --scenes 8,10]
 // Progress goes to stderr; stdout carries the table, or with --json exactly one JSON object.
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { runInVm, tailLines } from '../vm/harness.js';
+import { hostClusterEnv, hostClusterForward } from '../support/host-cluster.js';
+import { KubeCluster } from '../support/kube-cluster.js';
+import { runInVm, tailLines, type RunInVmResult } from '../vm/harness.js';
 import { formatReport, parseDemoResult, RESULT_FILE } from './report.js';
 import { selectScenes } from './scene.js';
 
@@ -39,12 +42,21 @@ try {
 }
 
 const started = Date.now();
-const vm = await runInVm({
-  script: `exec node dist/test/demo/vm-main.js${values.full ? ' --full' : ''}${sceneList}`,
-  // kube-proxy's syncs take 8-80 s each under TCG, kube-apiserver minutes to start on a loaded host.
-  timeoutMs: (values.full ? 90 : 60) * 60_000,
-  onOutput: (chunk) => process.stderr.write(chunk.replace(/^(?=.)/gm, '[vm] ')),
-});
+const cluster = await KubeCluster.start({ dedicated: true });
+process.stderr.write(`kube-apiserver ready on the host after ${Math.round((Date.now() - started) / 1000)} s\n`);
+let vm: RunInVmResult;
+try {
+  vm = await runInVm({
+    script: `exec node dist/test/demo/vm-main.js${values.full ? ' --full' : ''}${sceneList}`,
+    env: { ...hostClusterEnv(cluster) },
+    forwardToHost: hostClusterForward(cluster),
+    // kube-proxy's syncs take 8-80 s each under TCG.
+    timeoutMs: (values.full ? 90 : 60) * 60_000,
+    onOutput: (chunk) => process.stderr.write(chunk.replace(/^(?=.)/gm, '[vm] ')),
+  });
+} finally {
+  await cluster.stop();
+}
 if (vm.exitCode !== 0) {
   process.stderr.write(`demo failed inside the VM (exit ${vm.exitCode}); results dir ${vm.outDir}\n${tailLines(vm.output, 30)}\n`);
   process.exit(1);

@@ -1,10 +1,10 @@
-// One scene of the demo inside the test VM, as the steps test/demo/stage.ts schedules: set up (pods, the Service,
-// the old pod's slice), start traffic, add the new pod, then the finale (the old pod terminating, its death, the
-// traffic after it) that yields the scene's result. The node is the VM's root namespace; pods, the client, nginx
-// and its users are network namespaces; the Service and its EndpointSlice are objects in the real kube-apiserver;
-// the real kube-proxy (mode ipvs) turns them into the kernel's IPVS table; the agent is the real
-// `ipvs-janitor run`. Every step that needs kube-proxy waits until the kernel shows its effect: its syncs take
-// tens of seconds under emulation.
+// One scene of the demo inside the test VM, as the steps test/demo/stage.ts schedules: set up (the pods' namespaces;
+// the cast created the Service and the old pod's slice), start traffic, add the new pod, then the finale (the old pod
+// terminating, its death, the traffic after it) that yields the scene's result. The node is the VM's root namespace;
+// pods, the client, nginx and its users are network namespaces; the Service and its EndpointSlice are objects in the
+// real kube-apiserver; the real kube-proxy (mode ipvs) turns them into the kernel's IPVS table; the agent is the real
+// `ipvs-janitor run`. Every step that needs kube-proxy waits until the kernel shows its effect: its syncs take tens of
+// seconds under emulation.
 import { execFileSync, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { get } from 'node:http';
@@ -13,9 +13,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import type { Destination } from '../../src/ipvs/types.js';
 import { isErrno } from '../../src/netlink/errors.js';
-import { createService, putSlice } from '../support/kube-objects.js';
+import { putSlice } from '../support/kube-objects.js';
 import { until } from '../support/poll.js';
-import { createPod, deletePod, spawnInNetns, waitForOutput, type Pod } from '../support/netns.js';
+import { createPod, deletePod, killPod, spawnInNetns, waitForOutput, type Pod } from '../support/netns.js';
 import { PROCESS_START_MS, type Cast } from './cast.js';
 import { isEvent, isRunEvent } from './json-child.js';
 import type { LoadEvent } from './load.js';
@@ -29,7 +29,6 @@ import {
   POD_PORT,
   realServer,
   SERVICE_PORT,
-  serviceSpec,
   sliceObject,
   virtualServiceKey,
   type Phase,
@@ -82,17 +81,15 @@ export class ScenePlay {
   }
 
   /**
-   * Both pods' namespaces, the Service created and its slice listing the old pod; kube-proxy not waited for. The
-   * pods' servers start with the traffic: ten scenes' at once would crowd the VM's memory.
+   * Both pods' namespaces (the Service and its slice with the old pod are the cast's). The pods' servers start
+   * with the traffic: ten scenes' at once would crowd the VM's memory.
    */
-  async setUp(): Promise<void> {
+  setUp(): void {
     const { scene } = this;
     this.pods = {
       old: createPod({ name: scene.pods.old.name, index: scene.pods.old.index }),
       new: createPod({ name: scene.pods.new.name, index: scene.pods.new.index }),
     };
-    await createService(this.cast.cluster, serviceSpec(scene));
-    await putSlice(this.cast.cluster, sliceObject(scene, 'old-ready'));
   }
 
   /** Waits until kube-proxy has programmed the Service with the old pod. */
@@ -164,15 +161,15 @@ export class ScenePlay {
     let sliceRemovedAt: number;
     let deathAt: number;
     if (scene.death === 'with-slice-update') {
-      // No head start for the agent (or kube-proxy).
-      sliceRemovedAt = Date.now();
-      await gone();
-      deathAt = Date.now();
-      deletePod(this.pods!.old);
+      // No head start for the agent (or kube-proxy): the pod dies as the update goes out. (Killed only once the
+      // write had returned, it outlived the update by the write's two round trips, 2.2 s in one run; killed
+      // before the write with synchronous `ip` calls, it died 2 s before the update went out.)
+      deathAt = sliceRemovedAt = Date.now();
+      await Promise.all([killPod(this.pods!.old), gone()]);
     } else {
       deathAt = Date.now();
-      deletePod(this.pods!.old);
-      await sleep(t.deathLeadMs);
+      await killPod(this.pods!.old);
+      await sleep(Math.max(0, deathAt + t.deathLeadMs - Date.now()));
       sliceRemovedAt = Date.now();
       await gone();
     }

@@ -56,8 +56,8 @@ export interface Timings {
 
 export const DEFAULT_TIMINGS: Timings = {
   concurrency: 4,
-  // With kube-apiserver, etcd and kube-proxy in the VM, a plain request takes 0.7 s (median) under TCG on a shared
-  // host: a 1 s timeout failed 40% of them before any rollout.
+  // A plain request took 0.2-0.7 s (median per scene) under TCG, 0.7 s with kube-apiserver and etcd in the VM too,
+  // where a 1 s timeout failed 40% of them before any rollout.
   requestTimeoutMs: 5000,
   warmupMs: 3000,
   longRequests: 3,

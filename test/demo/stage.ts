@@ -1,15 +1,15 @@
-// Schedules the demo's scenes (test/demo/scene-play.ts) on one cast inside the test VM. kube-proxy's syncs take
-// tens of seconds under TCG and every scene step waits for one, so the scenes share them: every Service is set up
-// at once; the new kernel's scenes then play every step together. The old kernel's finales never overlap: the
-// IPVS sysctls are one per node, its emulation flips expire_nodest_conn when a scene's old real server leaves,
-// and that must not reach a scene whose old real server is at weight 0 (6.1 would reschedule its reused tuples).
-// A scene still at weight 1 is not affected, so while one finale plays, the next scene's traffic runs and its
+// Schedules the demo's scenes (test/demo/scene-play.ts) on one cast inside the test VM. kube-proxy's syncs take tens of
+// seconds under TCG and every scene step waits for one, so the scenes share them: every Service is created before
+// kube-proxy starts (Cast.open); the new kernel's scenes then play every step together. The old kernel's finales never
+// overlap: the IPVS sysctls are one per node, its emulation flips expire_nodest_conn when a scene's old real server
+// leaves, and that must not reach a scene whose old real server is at weight 0 (6.1 would reschedule its reused
+// tuples). A scene still at weight 1 is not affected, so while one finale plays, the next scene's traffic runs and its
 // new pod joins the table (one sync for both slices).
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { applySysctls, type SysctlSetting } from '../../src/agent/sysctls.js';
 import { deleteService } from '../support/kube-objects.js';
-import { Cast } from './cast.js';
+import { Cast, type ApiServerPlace } from './cast.js';
 import type { ScenarioResult } from './report.js';
 import { ScenePlay } from './scene-play.js';
 import { EMULATIONS, flipsOnRemoval, NAMESPACE, sysctlsFor, type Scene, type Timings } from './scene.js';
@@ -22,8 +22,8 @@ export class Stage {
   ) {}
 
   /** With `recordsDir`, each scene's raw records, marks and logs land there as scene-<index>.json. */
-  static async open(scenes: readonly Scene[], progress: (line: string) => void, recordsDir?: string): Promise<Stage> {
-    return new Stage(await Cast.open(scenes, progress), progress, recordsDir);
+  static async open(scenes: readonly Scene[], api: ApiServerPlace, progress: (line: string) => void, recordsDir?: string): Promise<Stage> {
+    return new Stage(await Cast.open(scenes, api, progress), progress, recordsDir);
   }
 
   /** Plays `scenes`, the old kernel's first; one result per scene, in the order played. */
@@ -31,7 +31,7 @@ export class Stage {
     const plays = scenes.map((s) => new ScenePlay(s, this.cast, t, this.progress, this.recordsDir));
     const results: ScenarioResult[] = [];
     try {
-      await Promise.all(plays.map((p) => p.setUp()));
+      for (const p of plays) p.setUp();
       await Promise.all(plays.map((p) => p.programmed()));
       for (const emulation of EMULATIONS) {
         const group = plays.filter((p) => p.scene.emulation === emulation);

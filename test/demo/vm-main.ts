@@ -20,7 +20,8 @@ const progress = (line: string) => process.stdout.write(`[demo +${Math.round((Da
 const chosen = process.argv.indexOf('--scenes');
 const only = chosen >= 0 ? selectScenes(process.argv[chosen + 1] ?? '') : undefined;
 const scenes = demoScenes().filter((s) => only === undefined || only.includes(s.index));
-const stage = await Stage.open(scenes, progress, outDir);
+// main.ts starts the API server on the host and forwards its port (host-cluster.ts).
+const stage = await Stage.open(scenes, { kind: 'host', env: process.env }, progress, outDir);
 const scenesStarted = Date.now();
 let scenarios: ScenarioResult[];
 try {

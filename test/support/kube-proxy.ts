@@ -6,6 +6,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { execFileSync } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
+import { setPriority } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { TOOLS_BIN, type KubeCluster } from './kube-cluster.js';
@@ -24,6 +25,8 @@ export interface KubeProxyOptions {
   readyTimeoutMs?: number;
   /** Every log line, as it arrives. */
   logTo?: (line: string) => void;
+  /** os.setPriority() of kube-proxy, inherited by the iptables and ipset commands it runs (lower is favoured). */
+  priority?: number;
 }
 
 /** One line of kube-proxy's graceful termination about a real server ("<vip>:<port>/<proto>/<ip>:<port>"). */
@@ -146,6 +149,7 @@ export class KubeProxy {
     // JSON is valid YAML.
     writeFileSync(configFile, `${JSON.stringify(config, null, 2)}\n`);
     const child = spawn(KUBE_PROXY, [`--config=${configFile}`], { stdio: ['ignore', 'pipe', 'pipe'] });
+    if (options.priority !== undefined && child.pid !== undefined) setPriority(child.pid, options.priority);
     const proxy = new KubeProxy(child, configFile);
     if (options.logTo) {
       const forward = options.logTo;

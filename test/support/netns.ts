@@ -5,7 +5,7 @@
 // A pod is a netns with `eth0` (veth) whose peer `vh-<name>` stays in the root namespace (the "node");
 // the pod's default routes point at the root side, so it can be an IPVS NAT real server or a client.
 
-import { execFileSync, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { execFile, execFileSync, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 
 export interface Pod {
@@ -164,8 +164,12 @@ export function createPod(opts: CreatePodOptions): Pod {
   return pod;
 }
 
-function removePodByName(name: string): void {
+function killProcessesIn(name: string): void {
   for (const c of children) if ((c as ChildProcess & { netns?: string }).netns === name) c.kill('SIGKILL');
+}
+
+function removePodByName(name: string): void {
+  killProcessesIn(name);
   // Deleting the root end removes both ends at once; a netns deletion alone frees its veth later, asynchronously.
   try {
     run('ip', ['link', 'del', 'dev', `vh-${name}`]);
@@ -183,6 +187,16 @@ function removePodByName(name: string): void {
 /** Removes a pod (its veth pair and netns) and kills processes this module started in it. */
 export function deletePod(pod: Pod | string): void {
   removePodByName(typeof pod === 'string' ? pod : pod.name);
+}
+
+/**
+ * A pod's death as the node sees it, without blocking the event loop: the processes this module started in it
+ * killed and its veth removed (deletePod removes the netns later). Two synchronous `ip` executions take seconds
+ * under a loaded TCG VM, in which nothing else of the caller, e.g. an API request, could go out.
+ */
+export async function killPod(pod: Pod): Promise<void> {
+  killProcessesIn(pod.name);
+  await new Promise<void>((resolve) => execFile('ip', ['link', 'del', 'dev', pod.hostIf], () => resolve()));
 }
 
 /** Adds (or replaces) a dummy interface in the root namespace carrying `vips` (as /32 and /128). */
