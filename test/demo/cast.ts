@@ -101,43 +101,49 @@ export class Cast {
     // iptables and ipset commands, 0.5-0.9 s apiece under TCG); the demo's Services are IPv4. close() undoes it.
     setSysctl('net.ipv6.conf.all.disable_ipv6', 1);
 
-    progress(`starting nginx, load clients, watcher${api.kind === 'in-vm' ? ', etcd, kube-apiserver' : ''}`);
-    const nginx = await Nginx.start({
-      dir: join(process.env.TMPDIR ?? tmpdir(), 'demo-nginx'),
-      netns: nginxPod.netns,
-      listen: nginxPod.ipv4,
-      routes: scenes.map((s) => ({ prefix: s.nginxPrefix, upstream: `${s.clusterIP}:${SERVICE_PORT}` })),
-    });
-    const direct: LoadClient = new JsonChild('load client', spawnInNetns(client.netns, process.execPath, [LOAD], { stdio: ['pipe', 'pipe', 'pipe'] }));
-    const viaNginx: LoadClient = new JsonChild('nginx users', spawnInNetns(user.netns, process.execPath, [LOAD], { stdio: ['pipe', 'pipe', 'pipe'] }));
-    const watcher: Watcher = new JsonChild('watcher', node([WATCHER]));
-    const cluster = api.kind === 'host' ? await reachHostCluster(api.env) : await KubeCluster.start({ readyTimeoutMs: API_START_MS });
-    progress(`kube-apiserver (${api.kind}) ready after ${since()}; starting kube-proxy (mode ipvs) and the agent`);
-    await ensureNamespace(cluster, NAMESPACE);
-    // Every scene's Service and its slice with the old pod, before kube-proxy starts: its first sync, due anyway,
-    // programs them all (created afterwards, they cost one or two more syncs, 60 s in one run).
-    for (const s of scenes) {
-      await createService(cluster, serviceSpec(s));
-      await putSlice(cluster, sliceObject(s, 'old-ready'));
+    try {
+      progress(`starting nginx, load clients, watcher${api.kind === 'in-vm' ? ', etcd, kube-apiserver' : ''}`);
+      const nginx = await Nginx.start({
+        dir: join(process.env.TMPDIR ?? tmpdir(), 'demo-nginx'),
+        netns: nginxPod.netns,
+        listen: nginxPod.ipv4,
+        routes: scenes.map((s) => ({ prefix: s.nginxPrefix, upstream: `${s.clusterIP}:${SERVICE_PORT}` })),
+      });
+      const direct: LoadClient = new JsonChild('load client', spawnInNetns(client.netns, process.execPath, [LOAD], { stdio: ['pipe', 'pipe', 'pipe'] }));
+      const viaNginx: LoadClient = new JsonChild('nginx users', spawnInNetns(user.netns, process.execPath, [LOAD], { stdio: ['pipe', 'pipe', 'pipe'] }));
+      const watcher: Watcher = new JsonChild('watcher', node([WATCHER]));
+      const cluster = api.kind === 'host' ? await reachHostCluster(api.env) : await KubeCluster.start({ readyTimeoutMs: API_START_MS });
+      progress(`kube-apiserver (${api.kind}) ready after ${since()}; starting kube-proxy (mode ipvs) and the agent`);
+      await ensureNamespace(cluster, NAMESPACE);
+      // Every scene's Service and its slice with the old pod, before kube-proxy starts: its first sync, due anyway,
+      // programs them all (created afterwards, they cost one or two more syncs, 60 s in one run).
+      for (const s of scenes) {
+        await createService(cluster, serviceSpec(s));
+        await putSlice(cluster, sliceObject(s, 'old-ready'));
+      }
+      // Both take minutes to start under TCG: side by side.
+      const [kubeProxy, agent] = await Promise.all([
+        KubeProxy.start({ cluster, clusterCIDR: CLUSTER_CIDR, readyTimeoutMs: API_START_MS, priority: NODE_DAEMON_PRIORITY }).then((proxy) => {
+          progress(`kube-proxy synced after ${since()}`);
+          return proxy;
+        }),
+        startAgent(cluster).then((a) => {
+          progress(`agent synced after ${since()}`);
+          return a;
+        }),
+      ]);
+      const kubeProxySysctls = await readSysctls();
+      progress(`kube-proxy left the IPVS sysctls at ${JSON.stringify(kubeProxySysctls)}`);
+      for (const c of [direct, viaNginx]) await c.wait(isEvent('ready'), 'ready', PROCESS_START_MS);
+      await watcher.wait(isEvent('ready'), 'ready', PROCESS_START_MS);
+      const ipvs = await IpvsClient.open();
+      progress(`cast ready after ${since()}`);
+      return new Cast(cluster, kubeProxy, kubeProxySysctls, nginx, ipvs, direct, viaNginx, watcher, agent);
+    } catch (err) {
+      // The tests after this one in the same VM boot use IPv6; close() never runs for a cast that did not open.
+      setSysctl('net.ipv6.conf.all.disable_ipv6', 0);
+      throw err;
     }
-    // Both take minutes to start under TCG: side by side.
-    const [kubeProxy, agent] = await Promise.all([
-      KubeProxy.start({ cluster, clusterCIDR: CLUSTER_CIDR, readyTimeoutMs: API_START_MS, priority: NODE_DAEMON_PRIORITY }).then((proxy) => {
-        progress(`kube-proxy synced after ${since()}`);
-        return proxy;
-      }),
-      startAgent(cluster).then((a) => {
-        progress(`agent synced after ${since()}`);
-        return a;
-      }),
-    ]);
-    const kubeProxySysctls = await readSysctls();
-    progress(`kube-proxy left the IPVS sysctls at ${JSON.stringify(kubeProxySysctls)}`);
-    for (const c of [direct, viaNginx]) await c.wait(isEvent('ready'), 'ready', PROCESS_START_MS);
-    await watcher.wait(isEvent('ready'), 'ready', PROCESS_START_MS);
-    const ipvs = await IpvsClient.open();
-    progress(`cast ready after ${since()}`);
-    return new Cast(cluster, kubeProxy, kubeProxySysctls, nginx, ipvs, direct, viaNginx, watcher, agent);
   }
 
   private async stopAgent(): Promise<void> {
