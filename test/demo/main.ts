@@ -42,20 +42,26 @@ try {
 }
 
 const started = Date.now();
-const cluster = await KubeCluster.start({ dedicated: true });
-process.stderr.write(`kube-apiserver ready on the host after ${Math.round((Date.now() - started) / 1000)} s\n`);
 let vm: RunInVmResult;
 try {
-  vm = await runInVm({
-    script: `exec node dist/test/demo/vm-main.js${values.full ? ' --full' : ''}${sceneList}`,
-    env: { ...hostClusterEnv(cluster) },
-    forwardToHost: hostClusterForward(cluster),
-    // kube-proxy's syncs take 8-80 s each under TCG.
-    timeoutMs: (values.full ? 90 : 60) * 60_000,
-    onOutput: (chunk) => process.stderr.write(chunk.replace(/^(?=.)/gm, '[vm] ')),
-  });
-} finally {
-  await cluster.stop();
+  const cluster = await KubeCluster.start({ dedicated: true });
+  process.stderr.write(`kube-apiserver ready on the host after ${Math.round((Date.now() - started) / 1000)} s\n`);
+  try {
+    vm = await runInVm({
+      script: `exec node dist/test/demo/vm-main.js${values.full ? ' --full' : ''}${sceneList}`,
+      env: { ...hostClusterEnv(cluster) },
+      forwardToHost: hostClusterForward(cluster),
+      // kube-proxy's syncs take 8-14 s each under TCG, over a minute on a host busy with other VMs.
+      timeoutMs: (values.full ? 90 : 60) * 60_000,
+      onOutput: (chunk) => process.stderr.write(chunk.replace(/^(?=.)/gm, '[vm] ')),
+    });
+  } finally {
+    await cluster.stop();
+  }
+} catch (err) {
+  // Missing tools (kube-apiserver, etcd, QEMU, the kernel) say so and name .ci/setup.
+  process.stderr.write(`demo cannot run: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
 }
 if (vm.exitCode !== 0) {
   process.stderr.write(`demo failed inside the VM (exit ${vm.exitCode}); results dir ${vm.outDir}\n${tailLines(vm.output, 30)}\n`);
