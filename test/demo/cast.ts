@@ -98,7 +98,8 @@ export class Cast {
     setSysctl('net.ipv4.tcp_tw_reuse', 1, nginxPod.netns);
     const user = createPod({ name: USER_POD.name, index: USER_POD.index });
     // An IPv4-only node: kube-proxy runs one proxier, not one per family (each sync of each family execs some 56
-    // iptables and ipset commands, 0.5-0.9 s apiece under TCG); the demo's Services are IPv4. close() undoes it.
+    // iptables and ipset commands, 0.1 s apiece under TCG on an idle VM, 0.3-0.9 s among the scenes' traffic); the
+    // demo's Services are IPv4. close() undoes it.
     setSysctl('net.ipv6.conf.all.disable_ipv6', 1);
 
     try {

@@ -1,7 +1,6 @@
 // `npm run demo`: starts the real etcd and kube-apiserver on the host's loopback, boots the test VM once with one
 // port forwarded to it and, inside the VM (test/demo/vm-main.ts), starts the real kube-proxy (mode ipvs) and nginx,
-// plays the rollout for every agent policy under both kernel behaviours, and
-// prints the table.
+// plays the rollout for every agent policy under both kernel behaviours, and prints the table.
 //   npm run demo [-- --json] [-- --full] [-- --keep] [-- --scenes 8,10]
 // Progress goes to stderr; stdout carries the table, or with --json exactly one JSON object.
 import { readFileSync, rmSync } from 'node:fs';

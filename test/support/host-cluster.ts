@@ -27,11 +27,6 @@ export function hostClusterForward(cluster: KubeCluster): { guestPort: number; h
   return { guestPort: cluster.apiserverPort, hostPort: cluster.apiserverPort };
 }
 
-/** Whether this process (in the VM) was given a host API server. */
-export function hasHostCluster(env: NodeJS.ProcessEnv): boolean {
-  return env.HOST_API_PORT !== undefined;
-}
-
 /** In the VM: the host's API server, once it answers /readyz through the forwarded port. */
 export async function reachHostCluster(env: NodeJS.ProcessEnv, timeoutMs = 120_000): Promise<KubeCluster> {
   const { HOST_API_PORT: port, HOST_API_CA: ca, HOST_API_TOKENS: tokens } = env;

@@ -196,7 +196,12 @@ export function deletePod(pod: Pod | string): void {
  */
 export async function killPod(pod: Pod): Promise<void> {
   killProcessesIn(pod.name);
-  await new Promise<void>((resolve) => execFile('ip', ['link', 'del', 'dev', pod.hostIf], () => resolve()));
+  // Unlike deletePod's cleanup, a veth that stays would leave the "dead" pod reachable: that is an error.
+  await new Promise<void>((resolve, reject) =>
+    execFile('ip', ['link', 'del', 'dev', pod.hostIf], (err, _stdout, stderr) =>
+      err ? reject(new Error(`ip link del dev ${pod.hostIf} failed: ${stderr.trim() || err.message}`)) : resolve(),
+    ),
+  );
 }
 
 /** Adds (or replaces) a dummy interface in the root namespace carrying `vips` (as /32 and /128). */
