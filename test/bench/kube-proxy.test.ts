@@ -7,7 +7,9 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { loadKubeConfig } from '../../src/k8s/config.js';
 import { KubeCluster } from '../support/kube-cluster.js';
+import { createService, ensureNamespace } from '../support/kube-objects.js';
 import { forwardNetdev, HOST_FORWARD_ADDRESS } from '../vm/harness.js';
+import { kubeProxyIpsetEntries } from './kube-proxy-ipsets.js';
 import { goDurationSeconds, ipv4SyncSeconds, procMemory } from './kube-proxy.js';
 import { renderKubeProxy, type KubeProxyBench } from './results.js';
 
@@ -91,6 +93,24 @@ describe('KubeCluster.reach against the real kube-apiserver', { timeout: 120_000
     const wrong = KubeCluster.reach(cluster.dir, cluster.url, 'not-in-the-certificate.example');
     await assert.rejects(wrong.request('GET', '/readyz'), /not-in-the-certificate\.example|altnames/i);
   });
+
+  it('lists the ipset entries kube-proxy makes of every Service in every namespace, none for a headless one', async () => {
+    await ensureNamespace(cluster, 'seed');
+    const { clusterIP } = await createService(cluster, {
+      namespace: 'seed',
+      name: 'two-ports',
+      ports: [{ name: 'dns', port: 53, protocol: 'UDP' }, { name: 'web', port: 8443 }],
+    });
+    await createService(cluster, { namespace: 'seed', name: 'headless', clusterIP: 'None' });
+    const { spec } = await cluster.call<{ spec: { clusterIP: string } }>('GET', '/api/v1/namespaces/default/services/kubernetes');
+    assert.deepEqual((await kubeProxyIpsetEntries(cluster)).sort(), [
+      `add KUBE-CLUSTER-IP ${clusterIP},tcp:8443`,
+      `add KUBE-CLUSTER-IP ${clusterIP},udp:53`,
+      `add KUBE-CLUSTER-IP ${spec.clusterIP},tcp:443`,
+      `add KUBE-IPVS-IPS ${clusterIP}`,
+      `add KUBE-IPVS-IPS ${spec.clusterIP}`,
+    ].sort());
+  });
 });
 
 describe('kube-proxy benchmark: the table', () => {
@@ -117,7 +137,10 @@ describe('kube-proxy benchmark: the table', () => {
     assert.match(text, /median \*\*60\.00 s\*\* \(n=2: 61\.00 s, 59\.00 s\)/);
     assert.match(text, /median \*\*100\.0 ms\*\* \(n=2: 120\.0 ms, 80\.0 ms\)/);
     assert.match(text, /trigger: event, event/);
+    assert.match(text, /none loaded \(kube-proxy added every entry itself\)/);
     assert.doesNotMatch(text, /Incomplete/);
+    const seeded = renderKubeProxy({ ...base, kubeProxy: { ...base.kubeProxy, ipsetSeed: { entries: 20_002, loadSeconds: 3.21, added: 0, removed: 1 } } });
+    assert.match(seeded, /\| 20,002 in 3\.2 s; 0 \/ 1 \|/);
   });
 
   it('says what was not measured and why', () => {

@@ -239,6 +239,11 @@ export interface KubeProxyBench {
     firstSyncSeconds?: number;
     /** Virtual services in the kernel when the wait for the full table ended (all of them unless it failed). */
     servicesProgrammed: number;
+    /**
+     * kube-proxy's ipset entries, loaded by the bench in one `ipset restore` into the sets kube-proxy created
+     * (kube-proxy-ipsets.ts), and the entries kube-proxy added / removed itself up to its first full table.
+     */
+    ipsetSeed?: { entries: number; loadSeconds: number; added?: number; removed?: number };
     /** Its own "syncProxyRules complete" elapsed times (IPv4), in order. */
     syncSeconds: number[];
     /** VmRSS / VmHWM once the table was complete, and at the end of the run (after the rollouts). */
@@ -277,6 +282,12 @@ export function renderKubeProxy(r: KubeProxyBench): string {
       kp.firstSyncSeconds === undefined
         ? `not reached: ${kp.servicesProgrammed.toLocaleString('en')} of ${r.services.toLocaleString('en')} virtual services`
         : seconds(kp.firstSyncSeconds),
+    ],
+    [
+      'kube-proxy\'s ipset entries loaded by the bench (one `ipset restore`, as a restarted kube-proxy finds them); added / removed by kube-proxy itself',
+      kp.ipsetSeed === undefined
+        ? 'none loaded (kube-proxy added every entry itself)'
+        : `${kp.ipsetSeed.entries.toLocaleString('en')} in ${seconds(kp.ipsetSeed.loadSeconds)}; ${kp.ipsetSeed.added ?? 'not counted'} / ${kp.ipsetSeed.removed ?? 'not counted'}`,
     ],
     ['kube-proxy: its own sync times (IPv4 "syncProxyRules complete" elapsed), in order', kp.syncSeconds.length ? kp.syncSeconds.map((s) => seconds(s)).join(', ') : 'none logged'],
     ['kube-proxy RSS once the table was complete (peak); at the end', `**${mib(kp.rssMiB)}** (${mib(kp.hwmMiB)}); ${mib(kp.rssEndMiB)}`],

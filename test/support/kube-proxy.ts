@@ -174,9 +174,12 @@ export class KubeProxy {
   /** Resolves with the first line at index `from` or later that passes `test`; rejects on exit or timeout. */
   async waitForLog(test: (text: string) => boolean, what: string, timeoutMs: number, from = 0): Promise<{ at: number; text: string; index: number }> {
     const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const index = this.lines.findIndex((l, i) => i >= from && test(l.text));
-      if (index >= 0) return { ...this.lines[index]!, index };
+    // Each line is tested once: at 100,000 endpoints kube-proxy logs hundreds of thousands of lines, and rescanning
+    // them on every new one would take the VM's CPU from kube-proxy itself.
+    for (let index = from; ; ) {
+      for (; index < this.lines.length; index++) {
+        if (test(this.lines[index]!.text)) return { ...this.lines[index]!, index };
+      }
       const why = this.exit ?? (Date.now() > deadline ? `no ${what} within ${Math.round(timeoutMs / 1000)} s` : undefined);
       if (why) throw new Error(`kube-proxy: ${why}; last lines:\n${this.lines.slice(-25).map((l) => l.text).join('\n')}`);
       await nextWake(this.wake, deadline);
