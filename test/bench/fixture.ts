@@ -1,16 +1,21 @@
-// The benchmark's cluster, the same in the kernel and in the API stand-in: Service i has cluster IP
-// 10.96.<i>:80/TCP and DESTINATIONS endpoints on :8080, each a real server (masq, weight 1) of its virtual service.
+// The benchmark's cluster, the same in the kernel and in the real API server: Service i has cluster IP
+// 10.96.<1 + i / 256>.<i % 256>:80/TCP and DESTINATIONS endpoints on :8080, each a real server (masq, weight 1) of
+// its virtual service.
 import type { DestinationSpec, ServiceKey } from '../../src/ipvs/types.js';
-import type { KubeObject } from '../k8s/standin.js';
+import type { KubeCluster } from '../support/kube-cluster.js';
+import { ensureNamespace, inParallel, servicePath, slicePath } from '../support/kube-objects.js';
 import type { KernelTableWriter } from './kernel-table.js';
 
 export const DESTINATIONS = 10;
+/** The large table's Services: the kernel's, and the API server's during the agent phase. */
+export const LARGE = 10_000;
 export const NAMESPACE = 'bench';
 const TARGET_PORT = 8080;
 /** Holds every endpoint address: routed through a dummy link so the kernel accepts them as masq real servers. */
 export const ENDPOINT_RANGE = '10.128.0.0/9';
 
-const clusterIP = (i: number): string => `10.96.${i >> 8}.${i & 255}`;
+/** Inside the test API server's 10.96.0.0/16, clear of its network address and of 10.96.0.1 (default/kubernetes). */
+const clusterIP = (i: number): string => `10.96.${1 + (i >> 8)}.${i & 255}`;
 
 export function serviceKey(i: number): ServiceKey {
   return { kind: 'address', family: 'ipv4', protocol: 'tcp', address: clusterIP(i), port: 80 };
@@ -35,10 +40,13 @@ export function addServices(writer: KernelTableWriter, from: number, to: number)
 }
 
 export const serviceName = (i: number): string => `svc-${i}`;
-export const sliceName = (i: number): string => `svc-${i}-x7k2p`;
+const sliceName = (i: number): string => `svc-${i}-x7k2p`;
 
-export function service(i: number): KubeObject {
+type ApiObject = Record<string, unknown>;
+
+export function service(i: number): ApiObject {
   return {
+    apiVersion: 'v1',
     kind: 'Service',
     metadata: { namespace: NAMESPACE, name: serviceName(i), labels: { app: serviceName(i) } },
     spec: {
@@ -53,7 +61,7 @@ export function service(i: number): KubeObject {
 }
 
 /** The Service's one slice, with its endpoints except those listed in `without`. */
-export function slice(i: number, without: readonly number[] = []): KubeObject {
+export function slice(i: number, without: readonly number[] = []): ApiObject {
   const endpoints = [];
   for (let d = 0; d < DESTINATIONS; d++) {
     if (without.includes(d)) continue;
@@ -66,6 +74,7 @@ export function slice(i: number, without: readonly number[] = []): KubeObject {
     });
   }
   return {
+    apiVersion: 'discovery.k8s.io/v1',
     kind: 'EndpointSlice',
     metadata: {
       namespace: NAMESPACE,
@@ -76,4 +85,17 @@ export function slice(i: number, without: readonly number[] = []): KubeObject {
     ports: [{ name: 'http', port: TARGET_PORT, protocol: 'TCP' }],
     endpoints,
   };
+}
+
+/** The API paths of Service i and of its slice. */
+export const servicePathOf = (i: number): string => servicePath(NAMESPACE, serviceName(i));
+export const slicePathOf = (i: number): string => slicePath(NAMESPACE, sliceName(i));
+
+/** Creates services [0, count) and their slices through the API. */
+export async function createObjects(cluster: KubeCluster, count: number): Promise<void> {
+  await ensureNamespace(cluster, NAMESPACE);
+  await inParallel(Array.from({ length: count }, (_, i) => i), 20, async (i) => {
+    await cluster.call('POST', servicePath(NAMESPACE), service(i));
+    await cluster.call('POST', slicePath(NAMESPACE), slice(i));
+  });
 }

@@ -8,7 +8,9 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { IpvsClient } from '../../src/ipvs/client.js';
 import { readTable } from '../../src/ipvs/table.js';
-import { StandIn } from '../k8s/standin.js';
+import { reachHostCluster } from '../support/host-cluster.js';
+import type { KubeCluster } from '../support/kube-cluster.js';
+import { inParallel } from '../support/kube-objects.js';
 import { addDummy, ip } from '../support/netns.js';
 import { AgentProcess, metricValue } from './agent-process.js';
 import {
@@ -16,12 +18,12 @@ import {
   destination,
   DESTINATIONS,
   ENDPOINT_RANGE,
-  NAMESPACE,
-  service,
+  LARGE,
   serviceKey,
+  servicePathOf,
   serviceName,
   slice,
-  sliceName,
+  slicePathOf,
 } from './fixture.js';
 import { KernelTableWriter } from './kernel-table.js';
 import { profile } from './profile.js';
@@ -33,7 +35,6 @@ import {
 } from './results.js';
 
 const SMALL_READ = 1_000;
-const LARGE = 10_000;
 const SMALL_LATENCY = 100;
 /** Per table size: the in-process/ipvsadm pairs, and the CLI/ipvsadm pairs (a CLI run costs a Node start). */
 const READ_RUNS = { [SMALL_READ]: { runs: 5, cliRuns: 3 }, [LARGE]: { runs: 3, cliRuns: 1 } } as const;
@@ -152,7 +153,7 @@ const eventPasses = (text: string): number =>
 async function measureLatency(
   agent: AgentProcess,
   client: IpvsClient,
-  standin: StandIn,
+  cluster: KubeCluster,
   tableSize: number,
   services: readonly number[],
 ): Promise<LatencyFigures> {
@@ -179,8 +180,9 @@ async function measureLatency(
       `the deletion of ${gone.address} from ${serviceName(i)}`,
       n === 0 ? FIRST_DELETION_TIMEOUT_MS : DELETION_TIMEOUT_MS,
     );
+    // An update without resourceVersion (EndpointSlices allow it): one round trip, as the controller's write.
     const written = Date.now();
-    standin.apply(slice(i, [0]));
+    await cluster.call('PUT', slicePathOf(i), slice(i, [0]));
     const line = await deleted;
     const after = await agent.metrics();
     const observed = histogram(after).count - histogram(before).count;
@@ -198,7 +200,7 @@ async function measureLatency(
     }
 
     await client.createDestination(key, destination(i, 0));
-    standin.apply(slice(i));
+    await cluster.call('PUT', slicePathOf(i), slice(i));
     before = await agent.metrics();
     while (eventPasses(before) < eventPasses(after) + 1) {
       await new Promise((resolve) => setTimeout(resolve, 5));
@@ -267,21 +269,13 @@ async function main(): Promise<BenchResults> {
     return { ...readResults, totalSeconds: (performance.now() - started) / 1000 };
   }
 
-  say(`stand-in: ${LARGE} Services, ${LARGE} EndpointSlices, ${LARGE * DESTINATIONS} endpoints`);
-  // The stand-in, not the real kube-apiserver, serves this phase: it measures the agent and the kernel, and the
-  // real server inside the TCG VM cannot be filled with these objects within the bench's time (20,000 creates took
-  // 6-10 minutes even on the host). The API server's side of a start is measured on the host (api-start.ts).
-  // Bookmarks as the real server sends them on every watch (it does so about once a minute, and just before it
-  // ends a watch): the agent takes a watch silent for 90 s as dead, and catches up after one on a bookmark.
-  const standin = await StandIn.start({ bookmarkIntervalMs: 2000 });
-  for (let i = 0; i < LARGE; i++) {
-    standin.apply(service(i));
-    standin.apply(slice(i));
-  }
+  // The real kube-apiserver on the host's loopback (main.ts filled it with the same Services before the boot),
+  // reached through the VM's one forwarded port: inside the VM under TCG it could not be filled in the bench's time.
+  const cluster = await reachHostCluster(process.env);
   const agentStart = performance.now();
   const agent = AgentProcess.start(
     // A period far shorter than a pass: resyncs run back to back, and every latency sample is taken during one.
-    ['--kubeconfig', standin.kubeconfigFile(), '--node-name', 'bench', '--metrics-address', '127.0.0.1:0', '--resync-period', '1s'],
+    ['--kubeconfig', cluster.kubeconfig(cluster.users.admin), '--node-name', 'bench', '--metrics-address', '127.0.0.1:0', '--resync-period', '1s'],
     say,
   );
   try {
@@ -301,17 +295,20 @@ async function main(): Promise<BenchResults> {
 
     // Spread over the table; the services that stay for the small table are left alone.
     const largeIds = Array.from({ length: LATENCY_SERVICES }, (_, n) => SMALL_LATENCY + ((n * 7919) % (LARGE - SMALL_LATENCY)));
-    const latency = [await measureLatency(agent, client, standin, LARGE, largeIds)];
+    const latency = [await measureLatency(agent, client, cluster, LARGE, largeIds)];
 
-    say(`shrinking the table and the stand-in to ${SMALL_LATENCY} services`);
-    for (let i = SMALL_LATENCY; i < LARGE; i++) {
-      standin.delete('EndpointSlice', NAMESPACE, sliceName(i));
-      standin.delete('Service', NAMESPACE, serviceName(i));
-      writer.deleteService(serviceKey(i));
-    }
+    say(`shrinking the table and the API server to ${SMALL_LATENCY} services`);
+    // The kernel first, as kube-proxy would after the Services' deletion: the API's deletions take a minute or two,
+    // and a real server left in the kernel meanwhile would be one the agent must judge.
+    const removed = Array.from({ length: LARGE - SMALL_LATENCY }, (_, n) => SMALL_LATENCY + n);
+    for (const i of removed) writer.deleteService(serviceKey(i));
     writer.flush();
+    await inParallel(removed, 20, async (i) => {
+      await cluster.call('DELETE', servicePathOf(i));
+      await cluster.call('DELETE', slicePathOf(i));
+    });
     const smallIds = Array.from({ length: LATENCY_SERVICES }, (_, n) => Math.floor((n * SMALL_LATENCY) / LATENCY_SERVICES));
-    latency.push(await measureLatency(agent, client, standin, SMALL_LATENCY, smallIds));
+    latency.push(await measureLatency(agent, client, cluster, SMALL_LATENCY, smallIds));
 
     return {
       ...readResults,
@@ -324,7 +321,6 @@ async function main(): Promise<BenchResults> {
     throw err;
   } finally {
     await agent.stop();
-    await standin.close();
     client.close();
     writer.close();
   }

@@ -8,6 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { loadKubeConfig } from '../../src/k8s/config.js';
 import { KubeCluster } from '../support/kube-cluster.js';
 import { createService, ensureNamespace } from '../support/kube-objects.js';
+import { until } from '../support/poll.js';
 import { forwardNetdev, HOST_FORWARD_ADDRESS } from '../vm/harness.js';
 import { kubeProxyIpsetEntries } from './kube-proxy-ipsets.js';
 import { goDurationSeconds, ipv4SyncSeconds, procMemory } from './kube-proxy.js';
@@ -102,7 +103,17 @@ describe('KubeCluster.reach against the real kube-apiserver', { timeout: 120_000
       ports: [{ name: 'dns', port: 53, protocol: 'UDP' }, { name: 'web', port: 8443 }],
     });
     await createService(cluster, { namespace: 'seed', name: 'headless', clusterIP: 'None' });
-    const { spec } = await cluster.call<{ spec: { clusterIP: string } }>('GET', '/api/v1/namespaces/default/services/kubernetes');
+    // The API server makes default/kubernetes itself, a moment after it reports ready.
+    const kubernetes = await until(
+      async () => {
+        const res = await cluster.request('GET', '/api/v1/namespaces/default/services/kubernetes');
+        return res.status === 200 && (JSON.parse(res.text) as { spec: { clusterIP: string } });
+      },
+      'the default/kubernetes Service',
+      30_000,
+      100,
+    );
+    const { spec } = kubernetes;
     assert.deepEqual((await kubeProxyIpsetEntries(cluster)).sort(), [
       `add KUBE-CLUSTER-IP ${clusterIP},tcp:8443`,
       `add KUBE-CLUSTER-IP ${clusterIP},udp:53`,

@@ -1,5 +1,7 @@
-// `npm run bench`: one boot of the test VM runs test/bench/in-vm.ts; its progress goes to stderr, the results table
-// to stdout, and the figures as JSON to test/bench/results.json (or the path given as the only argument).
+// `npm run bench`: one boot of the test VM runs test/bench/in-vm.ts, its agent phase against a real kube-apiserver
+// on the host's loopback that this process fills with the fixture's Services before the boot; progress goes to
+// stderr, the results table to stdout, and the figures as JSON to test/bench/results.json (or the path given as the
+// only argument).
 // `npm run bench -- --only read` measures only the reads (no agent): about a third of the time.
 // Then, on the host, the API server's cost of one agent start against the real kube-apiserver (api-start.ts);
 // `--only api` measures only that.
@@ -9,6 +11,9 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { benchApiStart, renderApiStart, type ApiStartResults } from './api-start.js';
+import { hostClusterEnv, hostClusterForward } from '../support/host-cluster.js';
+import { KubeCluster } from '../support/kube-cluster.js';
+import { createObjects, LARGE } from './fixture.js';
 import { benchKubeProxy } from './kube-proxy.js';
 import { renderKubeProxy, renderTable, type BenchResults, type KubeProxyBench } from './results.js';
 import { repoRoot, runInVm, tailLines } from '../vm/harness.js';
@@ -57,13 +62,26 @@ if (values.only === 'api') {
   writeFileSync(jsonPath, `${JSON.stringify({ ...previous, apiStart: await apiStart() }, null, 2)}\n`);
   process.exit(0);
 }
-const vm = await runInVm({
-  env: values.only ? { BENCH_ONLY: values.only } : {},
-  // The kernel's log tells of an OOM kill or a crash that the benchmark's own output cannot.
-  script: '"$NODE" dist/test/bench/in-vm.js || { rc=$?; dmesg | tail -n 20; exit "$rc"; }',
-  timeoutMs: VM_TIMEOUT_MS,
-  onOutput: (chunk) => process.stderr.write(chunk),
-});
+/** The agent phase's API server, on the host's loopback, filled before the boot (none for `--only read`). */
+const cluster = values.only === 'read' ? undefined : await KubeCluster.start({ dedicated: true });
+let vm: Awaited<ReturnType<typeof runInVm>>;
+try {
+  if (cluster) {
+    const t0 = Date.now();
+    await createObjects(cluster, LARGE);
+    process.stderr.write(`created ${LARGE} Services and their slices on the host in ${((Date.now() - t0) / 1000).toFixed(0)} s\n`);
+  }
+  vm = await runInVm({
+    env: { ...(values.only ? { BENCH_ONLY: values.only } : {}), ...(cluster ? hostClusterEnv(cluster) : {}) },
+    ...(cluster ? { forwardToHost: hostClusterForward(cluster) } : {}),
+    // The kernel's log tells of an OOM kill or a crash that the benchmark's own output cannot.
+    script: '"$NODE" dist/test/bench/in-vm.js || { rc=$?; dmesg | tail -n 20; exit "$rc"; }',
+    timeoutMs: VM_TIMEOUT_MS,
+    onOutput: (chunk) => process.stderr.write(chunk),
+  });
+} finally {
+  await cluster?.stop();
+}
 if (vm.exitCode !== 0) {
   process.stderr.write(`benchmark failed inside the VM (exit ${vm.exitCode}); artifacts in ${vm.outDir}\n${tailLines(vm.output, 20)}\n`);
   process.exit(1);

@@ -25,7 +25,10 @@ export interface LatencyFigures {
   services: number;
   /** The agent's own measure: its event_to_deletion histogram, read per deletion (exact: one observation each). */
   agent: Distribution;
-  /** From the stand-in's write to the agent's "deleted real server" log line (wall clock, 1 ms resolution). */
+  /**
+   * From the slice's PUT going out (to the real kube-apiserver on the host, through the VM's forwarded port) to the
+   * agent's "deleted real server" log line (wall clock, 1 ms resolution).
+   */
   endToEnd: Distribution;
   /** One GET_DEST dump of the service plus one DEL_DEST, by this process's client, interleaved with the above. */
   floor: Distribution;
@@ -123,7 +126,7 @@ export function renderTable(r: BenchResults): string {
       verdict(l.agent.p99 <= TARGETS.floorMultiple * l.floor.p99),
     ]);
     rows.push([
-      `event → deletion, ${k(l.services)} services: end to end (stand-in write → deleted), p50 / p99`,
+      `event → deletion, ${k(l.services)} services: end to end (slice PUT sent → deleted), p50 / p99`,
       `${ms(l.endToEnd.p50)} / ${ms(l.endToEnd.p99)}`,
       `p99 ≤ ${TARGETS.floorMultiple} × floor p99 = ${ms(TARGETS.floorMultiple * l.floor.p99)}`,
       verdict(l.endToEnd.p99 <= TARGETS.floorMultiple * l.floor.p99),

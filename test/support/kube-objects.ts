@@ -78,8 +78,8 @@ export async function ensureNamespace(cluster: KubeCluster, name: string): Promi
   if (res.status !== 201 && res.status !== 409) throw new Error(`create namespace ${name}: ${res.status} ${res.text}`);
 }
 
-const servicePath = (ns: string, name = '') => `/api/v1/namespaces/${ns}/services${name ? `/${name}` : ''}`;
-const slicePath = (ns: string, name = '') =>
+export const servicePath = (ns: string, name = '') => `/api/v1/namespaces/${ns}/services${name ? `/${name}` : ''}`;
+export const slicePath = (ns: string, name = '') =>
   `/apis/discovery.k8s.io/v1/namespaces/${ns}/endpointslices${name ? `/${name}` : ''}`;
 
 export async function createService(cluster: KubeCluster, spec: ServiceSpec): Promise<{ clusterIP: string }> {
