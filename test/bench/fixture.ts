@@ -9,7 +9,7 @@ import type { KernelTableWriter } from './kernel-table.js';
 export const DESTINATIONS = 10;
 /** The large table's Services: the kernel's, and the API server's during the agent phase. */
 export const LARGE = 10_000;
-export const NAMESPACE = 'bench';
+const NAMESPACE = 'bench';
 const TARGET_PORT = 8080;
 /** Holds every endpoint address: routed through a dummy link so the kernel accepts them as masq real servers. */
 export const ENDPOINT_RANGE = '10.128.0.0/9';
@@ -44,7 +44,7 @@ const sliceName = (i: number): string => `svc-${i}-x7k2p`;
 
 type ApiObject = Record<string, unknown>;
 
-export function service(i: number): ApiObject {
+function service(i: number): ApiObject {
   return {
     apiVersion: 'v1',
     kind: 'Service',

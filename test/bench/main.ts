@@ -16,7 +16,7 @@ import { KubeCluster } from '../support/kube-cluster.js';
 import { createObjects, LARGE } from './fixture.js';
 import { benchKubeProxy } from './kube-proxy.js';
 import { renderKubeProxy, renderTable, type BenchResults, type KubeProxyBench } from './results.js';
-import { repoRoot, runInVm, tailLines } from '../vm/harness.js';
+import { repoRoot, runInVm, tailLines, type RunInVmResult } from '../vm/harness.js';
 
 const VM_TIMEOUT_MS = 60 * 60_000;
 
@@ -64,7 +64,7 @@ if (values.only === 'api') {
 }
 /** The agent phase's API server, on the host's loopback, filled before the boot (none for `--only read`). */
 const cluster = values.only === 'read' ? undefined : await KubeCluster.start({ dedicated: true });
-let vm: Awaited<ReturnType<typeof runInVm>>;
+let vm: RunInVmResult;
 try {
   if (cluster) {
     const t0 = Date.now();
