@@ -32,8 +32,10 @@ export class AgentProcess {
     this.exited = new Promise((resolve) => child.once('exit', () => resolve()));
   }
 
-  static start(args: readonly string[], say: (text: string) => void): AgentProcess {
-    return new AgentProcess(spawn(process.execPath, [cli, 'run', ...args], { stdio: ['ignore', 'pipe', 'pipe'] }), say);
+  /** `nodeOptions` becomes the agent's NODE_OPTIONS (V8 flags such as --max-semi-space-size), nothing by default. */
+  static start(args: readonly string[], say: (text: string) => void, nodeOptions = ''): AgentProcess {
+    const env = { ...process.env, NODE_OPTIONS: nodeOptions };
+    return new AgentProcess(spawn(process.execPath, [cli, 'run', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env }), say);
   }
 
   get pid(): number {
@@ -74,6 +76,15 @@ export class AgentProcess {
         res.on('end', () => (res.statusCode === 200 ? resolve(body) : reject(new Error(`/metrics answered ${res.statusCode}`))));
       }).on('error', reject);
     });
+  }
+
+  /** The /metrics text once the agent has ended `count` full resyncs (polled every second). */
+  async afterResyncs(count: number): Promise<string> {
+    for (;;) {
+      const text = await this.metrics();
+      if (metricValue(text, 'ipvs_janitor_reconcile_duration_seconds_count{trigger="resync"}') >= count) return text;
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+    }
   }
 
   /** VmRSS and VmHWM (peak) in MiB. */
@@ -117,6 +128,10 @@ export class AgentProcess {
     }
   }
 }
+
+/** Seconds the agent's full resyncs took together, from its /metrics text. */
+export const resyncSecondsSum = (text: string): number =>
+  metricValue(text, 'ipvs_janitor_reconcile_duration_seconds_sum{trigger="resync"}');
 
 /** A sample's value in Prometheus text format; 0 for a labelled series not observed yet. */
 export function metricValue(text: string, series: string): number {

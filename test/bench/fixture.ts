@@ -91,6 +91,14 @@ export function slice(i: number, without: readonly number[] = []): ApiObject {
 export const servicePathOf = (i: number): string => servicePath(NAMESPACE, serviceName(i));
 export const slicePathOf = (i: number): string => slicePath(NAMESPACE, sliceName(i));
 
+/**
+ * `ipvs-janitor run` against `cluster` for the bench: a resync period far shorter than a pass, so resyncs run back
+ * to back and every latency sample is taken during one.
+ */
+export function benchAgentArgs(cluster: KubeCluster): string[] {
+  return ['--kubeconfig', cluster.kubeconfig(cluster.users.admin), '--node-name', 'bench', '--metrics-address', '127.0.0.1:0', '--resync-period', '1s'];
+}
+
 /** Creates services [0, count) and their slices through the API. */
 export async function createObjects(cluster: KubeCluster, count: number): Promise<void> {
   await ensureNamespace(cluster, NAMESPACE);

@@ -12,9 +12,10 @@ import { reachHostCluster } from '../support/host-cluster.js';
 import type { KubeCluster } from '../support/kube-cluster.js';
 import { inParallel } from '../support/kube-objects.js';
 import { addDummy, ip } from '../support/netns.js';
-import { AgentProcess, metricValue } from './agent-process.js';
+import { AgentProcess, metricValue, resyncSecondsSum } from './agent-process.js';
 import {
   addServices,
+  benchAgentArgs,
   destination,
   DESTINATIONS,
   ENDPOINT_RANGE,
@@ -273,22 +274,12 @@ async function main(): Promise<BenchResults> {
   // reached through the VM's one forwarded port: inside the VM under TCG it could not be filled in the bench's time.
   const cluster = await reachHostCluster(process.env);
   const agentStart = performance.now();
-  const agent = AgentProcess.start(
-    // A period far shorter than a pass: resyncs run back to back, and every latency sample is taken during one.
-    ['--kubeconfig', cluster.kubeconfig(cluster.users.admin), '--node-name', 'bench', '--metrics-address', '127.0.0.1:0', '--resync-period', '1s'],
-    say,
-  );
+  const agent = AgentProcess.start(benchAgentArgs(cluster), say);
   try {
     await agent.waitFor((l) => l.message === 'informers synced: full resync', 'informers synced', AGENT_SYNC_TIMEOUT_MS);
     const syncSeconds = (performance.now() - agentStart) / 1000;
     say(`agent synced after ${syncSeconds.toFixed(0)} s; waiting for its full resync`);
-    const resyncCount = 'ipvs_janitor_reconcile_duration_seconds_count{trigger="resync"}';
-    let text = await agent.metrics();
-    while (metricValue(text, resyncCount) < 1) {
-      await new Promise((resolve) => setTimeout(resolve, 1000));
-      text = await agent.metrics();
-    }
-    const resyncSeconds = metricValue(text, 'ipvs_janitor_reconcile_duration_seconds_sum{trigger="resync"}');
+    const resyncSeconds = resyncSecondsSum(await agent.afterResyncs(1));
     const { rssMiB, hwmMiB } = agent.memory();
     const memory = { services: LARGE, endpoints: LARGE * DESTINATIONS, vmRssMiB: rssMiB, vmHwmMiB: hwmMiB, syncSeconds, resyncSeconds };
     say(`agent: full resync took ${resyncSeconds.toFixed(1)} s; VmRSS ${rssMiB.toFixed(0)} MiB, VmHWM ${hwmMiB.toFixed(0)} MiB`);

@@ -14,7 +14,7 @@ import type { KubeCluster } from '../support/kube-cluster.js';
 import { KubeProxy, kubeProxyVersion } from '../support/kube-proxy.js';
 import { addDummy, ip } from '../support/netns.js';
 import { until } from '../support/poll.js';
-import { AgentProcess, metricValue } from './agent-process.js';
+import { AgentProcess, metricValue, resyncSecondsSum } from './agent-process.js';
 import { entriesTouchedByKubeProxy, kubeProxyIpsetEntries, loadOnceCreated } from './kube-proxy-ipsets.js';
 import { BENCH_NAMESPACE, ipv4SyncSeconds, procMemory, type KubeProxyBenchEnv } from './kube-proxy.js';
 import type { KubeProxyBench, RolloutSample } from './results.js';
@@ -256,12 +256,7 @@ async function main(): Promise<void> {
     );
     await agent.waitFor((l) => l.message === 'informers synced: full resync', 'informers synced', AGENT_SYNC_TIMEOUT_MS);
     results.agent.syncSeconds = (performance.now() - agentStart) / 1000;
-    const resyncs = 'ipvs_janitor_reconcile_duration_seconds_count{trigger="resync"}';
-    const text = await until(async () => {
-      const t = await agent!.metrics();
-      return metricValue(t, resyncs) >= 1 && t;
-    }, 'the agent\'s first full resync', AGENT_SYNC_TIMEOUT_MS, 1000);
-    results.agent.resyncSeconds = metricValue(text, 'ipvs_janitor_reconcile_duration_seconds_sum{trigger="resync"}');
+    results.agent.resyncSeconds = resyncSecondsSum(await agent.afterResyncs(1));
     const { rssMiB, hwmMiB } = memoryOf(agent.pid);
     Object.assign(results.agent, { rssMiB, hwmMiB });
     say(`agent: synced in ${results.agent.syncSeconds.toFixed(0)} s, full resync ${results.agent.resyncSeconds.toFixed(1)} s; VmRSS ${rssMiB.toFixed(0)} MiB, VmHWM ${hwmMiB.toFixed(0)} MiB`);

@@ -7,6 +7,8 @@
 // `--only api` measures only that.
 // Last, the real kube-proxy against the agent in one more boot, on the same Services in a real kube-apiserver on the
 // host (kube-proxy.ts); `--only kube-proxy` measures only that, `--services N` / `--rollouts N` size it.
+// `--only agent-memory [--node-options "--max-semi-space-size=4"]` boots once more for the agent's memory alone
+// under the given V8 flags (agent-memory-in-vm.ts); each run is added to results.json's agentMemory.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -15,21 +17,38 @@ import { hostClusterEnv, hostClusterForward } from '../support/host-cluster.js';
 import { KubeCluster } from '../support/kube-cluster.js';
 import { createObjects, LARGE } from './fixture.js';
 import { benchKubeProxy } from './kube-proxy.js';
-import { renderKubeProxy, renderTable, type BenchResults, type KubeProxyBench } from './results.js';
+import {
+  renderAgentMemory,
+  renderKubeProxy,
+  renderTable,
+  type AgentMemoryRun,
+  type BenchResults,
+  type KubeProxyBench,
+} from './results.js';
 import { repoRoot, runInVm, tailLines, type RunInVmResult } from '../vm/harness.js';
 
 const VM_TIMEOUT_MS = 60 * 60_000;
 
 const { values, positionals } = parseArgs({
-  options: { only: { type: 'string' }, services: { type: 'string' }, rollouts: { type: 'string' } },
+  options: {
+    only: { type: 'string' },
+    services: { type: 'string' },
+    rollouts: { type: 'string' },
+    'node-options': { type: 'string' },
+  },
   allowPositionals: true,
 });
-if (values.only !== undefined && !['read', 'api', 'kube-proxy'].includes(values.only)) {
-  throw new Error(`--only ${values.only}: use read, api or kube-proxy`);
+if (values.only !== undefined && !['read', 'api', 'kube-proxy', 'agent-memory'].includes(values.only)) {
+  throw new Error(`--only ${values.only}: use read, api, kube-proxy or agent-memory`);
 }
 const jsonPath = resolve(positionals[0] ?? join(repoRoot(), 'test/bench/results.json'));
 /** kubeProxyEarlier: the runs before the latest (an incomplete larger one says where the limit was). */
-type Saved = BenchResults & { apiStart?: ApiStartResults; kubeProxy?: KubeProxyBench; kubeProxyEarlier?: KubeProxyBench[] };
+type Saved = BenchResults & {
+  apiStart?: ApiStartResults;
+  kubeProxy?: KubeProxyBench;
+  kubeProxyEarlier?: KubeProxyBench[];
+  agentMemory?: AgentMemoryRun[];
+};
 const previous = JSON.parse(readFileSync(jsonPath, 'utf8')) as Saved;
 
 const API_SERVICES = 10_000;
@@ -62,26 +81,41 @@ if (values.only === 'api') {
   writeFileSync(jsonPath, `${JSON.stringify({ ...previous, apiStart: await apiStart() }, null, 2)}\n`);
   process.exit(0);
 }
-/** The agent phase's API server, on the host's loopback, filled before the boot (none for `--only read`). */
-const cluster = values.only === 'read' ? undefined : await KubeCluster.start({ dedicated: true });
-let vm: RunInVmResult;
-try {
-  if (cluster) {
-    const t0 = Date.now();
-    await createObjects(cluster, LARGE);
-    process.stderr.write(`created ${LARGE} Services and their slices on the host in ${((Date.now() - t0) / 1000).toFixed(0)} s\n`);
+/**
+ * Boots the VM for `script` (a file in dist/test/bench); with `withCluster`, against a kube-apiserver on the host's
+ * loopback that holds the fixture's LARGE Services, filled before the boot.
+ */
+async function benchVm(script: string, env: Record<string, string>, withCluster: boolean): Promise<RunInVmResult> {
+  const cluster = withCluster ? await KubeCluster.start({ dedicated: true }) : undefined;
+  try {
+    if (cluster) {
+      const t0 = Date.now();
+      await createObjects(cluster, LARGE);
+      process.stderr.write(`created ${LARGE} Services and their slices on the host in ${((Date.now() - t0) / 1000).toFixed(0)} s\n`);
+    }
+    return await runInVm({
+      env: { ...env, ...(cluster ? hostClusterEnv(cluster) : {}) },
+      ...(cluster ? { forwardToHost: hostClusterForward(cluster) } : {}),
+      // The kernel's log tells of an OOM kill or a crash that the benchmark's own output cannot.
+      script: `"$NODE" dist/test/bench/${script} || { rc=$?; dmesg | tail -n 20; exit "$rc"; }`,
+      timeoutMs: VM_TIMEOUT_MS,
+      onOutput: (chunk) => process.stderr.write(chunk),
+    });
+  } finally {
+    await cluster?.stop();
   }
-  vm = await runInVm({
-    env: { ...(values.only ? { BENCH_ONLY: values.only } : {}), ...(cluster ? hostClusterEnv(cluster) : {}) },
-    ...(cluster ? { forwardToHost: hostClusterForward(cluster) } : {}),
-    // The kernel's log tells of an OOM kill or a crash that the benchmark's own output cannot.
-    script: '"$NODE" dist/test/bench/in-vm.js || { rc=$?; dmesg | tail -n 20; exit "$rc"; }',
-    timeoutMs: VM_TIMEOUT_MS,
-    onOutput: (chunk) => process.stderr.write(chunk),
-  });
-} finally {
-  await cluster?.stop();
 }
+
+if (values.only === 'agent-memory') {
+  const nodeOptions = values['node-options'] ?? '';
+  const vm = await benchVm('agent-memory-in-vm.js', { AGENT_NODE_OPTIONS: nodeOptions }, true);
+  if (vm.exitCode !== 0) throw new Error(`the agent-memory run failed in the VM (exit ${vm.exitCode}); artifacts in ${vm.outDir}`);
+  const runs = [...(previous.agentMemory ?? []), JSON.parse(readFileSync(join(vm.outDir, 'agent-memory.json'), 'utf8')) as AgentMemoryRun];
+  process.stdout.write(renderAgentMemory(runs));
+  writeFileSync(jsonPath, `${JSON.stringify({ ...previous, agentMemory: runs }, null, 2)}\n`);
+  process.exit(0);
+}
+const vm = await benchVm('in-vm.js', values.only ? { BENCH_ONLY: values.only } : {}, values.only !== 'read');
 if (vm.exitCode !== 0) {
   process.stderr.write(`benchmark failed inside the VM (exit ${vm.exitCode}); artifacts in ${vm.outDir}\n${tailLines(vm.output, 20)}\n`);
   process.exit(1);

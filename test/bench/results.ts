@@ -276,6 +276,24 @@ function samples(values: readonly (number | undefined)[]): string {
   return `median **${ms(median(got))}** (n=${got.length}: ${got.map((v) => ms(v)).join(', ')})`;
 }
 
+/** One `--only agent-memory` run: the agent's memory after each of its first full resyncs under `nodeOptions`. */
+export interface AgentMemoryRun {
+  date: string;
+  /** The agent's NODE_OPTIONS ('' for V8's defaults). */
+  nodeOptions: string;
+  services: number;
+  afterResync: { rssMiB: number; hwmMiB: number; resyncSeconds: number }[];
+}
+
+export function renderAgentMemory(runs: readonly AgentMemoryRun[]): string {
+  const rows = runs.map((r) => {
+    const rss = r.afterResync.map((a) => a.rssMiB);
+    return `| ${r.date} | ${r.nodeOptions ? `\`${r.nodeOptions}\`` : 'V8 defaults'} | ${Math.min(...rss).toFixed(0)}-${Math.max(...rss).toFixed(0)} MiB ` +
+      `(peak ${Math.max(...r.afterResync.map((a) => a.hwmMiB)).toFixed(0)} MiB) | ${r.afterResync.map((a) => a.resyncSeconds.toFixed(1)).join(', ')} s |`;
+  });
+  return ['| date | agent NODE_OPTIONS | VmRSS after each resync (peak) | each resync |', '|---|---|---|---|', ...rows, ''].join('\n');
+}
+
 export function renderKubeProxy(r: KubeProxyBench): string {
   const kp = r.kubeProxy;
   const triggers = r.rollouts.map((s) => s.trigger).filter((t) => t !== undefined);
