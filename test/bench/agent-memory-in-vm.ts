@@ -31,7 +31,7 @@ try {
   await agent.waitFor((l) => l.message === 'informers synced: full resync', 'informers synced', SYNC_TIMEOUT_MS);
   let summed = 0;
   for (let n = 1; n <= RESYNCS; n++) {
-    const total = resyncSecondsSum(await agent.afterResyncs(n));
+    const total = resyncSecondsSum(await agent.afterResyncs(n, SYNC_TIMEOUT_MS));
     const sample = { ...agent.memory(), resyncSeconds: total - summed };
     summed = total;
     run.afterResync.push(sample);

@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { get } from 'node:http';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { until } from '../support/poll.js';
 
 const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
@@ -78,20 +79,17 @@ export class AgentProcess {
     });
   }
 
-  /** The /metrics text once the agent has ended `count` full resyncs (polled every second). */
-  async afterResyncs(count: number): Promise<string> {
-    for (;;) {
+  /** The /metrics text once the agent has ended `count` full resyncs (polled every second); rejects after `timeoutMs`. */
+  afterResyncs(count: number, timeoutMs: number): Promise<string> {
+    return until(async () => {
       const text = await this.metrics();
-      if (metricValue(text, 'ipvs_janitor_reconcile_duration_seconds_count{trigger="resync"}') >= count) return text;
-      await new Promise((resolve) => setTimeout(resolve, 1000));
-    }
+      return metricValue(text, 'ipvs_janitor_reconcile_duration_seconds_count{trigger="resync"}') >= count && text;
+    }, `the agent's full resync ${count}`, timeoutMs, 1000);
   }
 
   /** VmRSS and VmHWM (peak) in MiB. */
   memory(): { rssMiB: number; hwmMiB: number } {
-    const status = readFileSync(`/proc/${this.pid}/status`, 'utf8');
-    const kib = (field: string): number => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
-    return { rssMiB: kib('VmRSS') / 1024, hwmMiB: kib('VmHWM') / 1024 };
+    return processMemory(this.pid);
   }
 
   /** How it ended (if it did) and what it logged last. */
@@ -128,6 +126,20 @@ export class AgentProcess {
     }
   }
 }
+
+/** VmRSS and VmHWM (peak) in MiB from the text of /proc/<pid>/status. */
+export function procMemory(status: string): { rssMiB: number; hwmMiB: number } {
+  const kib = (field: string): number => {
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB$`, 'm').exec(status);
+    if (!m) throw new Error(`/proc status has no ${field} line`);
+    return Number(m[1]);
+  };
+  return { rssMiB: kib('VmRSS') / 1024, hwmMiB: kib('VmHWM') / 1024 };
+}
+
+/** VmRSS and VmHWM (peak) in MiB of the running process `pid`. */
+export const processMemory = (pid: number): { rssMiB: number; hwmMiB: number } =>
+  procMemory(readFileSync(`/proc/${pid}/status`, 'utf8'));
 
 /** Seconds the agent's full resyncs took together, from its /metrics text. */
 export const resyncSecondsSum = (text: string): number =>

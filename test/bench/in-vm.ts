@@ -279,7 +279,7 @@ async function main(): Promise<BenchResults> {
     await agent.waitFor((l) => l.message === 'informers synced: full resync', 'informers synced', AGENT_SYNC_TIMEOUT_MS);
     const syncSeconds = (performance.now() - agentStart) / 1000;
     say(`agent synced after ${syncSeconds.toFixed(0)} s; waiting for its full resync`);
-    const resyncSeconds = resyncSecondsSum(await agent.afterResyncs(1));
+    const resyncSeconds = resyncSecondsSum(await agent.afterResyncs(1, AGENT_SYNC_TIMEOUT_MS));
     const { rssMiB, hwmMiB } = agent.memory();
     const memory = { services: LARGE, endpoints: LARGE * DESTINATIONS, vmRssMiB: rssMiB, vmHwmMiB: hwmMiB, syncSeconds, resyncSeconds };
     say(`agent: full resync took ${resyncSeconds.toFixed(1)} s; VmRSS ${rssMiB.toFixed(0)} MiB, VmHWM ${hwmMiB.toFixed(0)} MiB`);

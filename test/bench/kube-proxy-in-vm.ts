@@ -2,7 +2,7 @@
 // host's kube-apiserver reached at HOST_FORWARD_ADDRESS. Every time here is read from this VM's clock: the slice
 // writes go out from this process too, so a write and the kernel change it causes are measured on one clock.
 // Writes the figures to $VM_OUT/kube-proxy.json, complete or not; a phase that fails is named in `failure`.
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { release } from 'node:os';
 import { join } from 'node:path';
@@ -14,9 +14,9 @@ import type { KubeCluster } from '../support/kube-cluster.js';
 import { KubeProxy, kubeProxyVersion } from '../support/kube-proxy.js';
 import { addDummy, ip } from '../support/netns.js';
 import { until } from '../support/poll.js';
-import { AgentProcess, metricValue, resyncSecondsSum } from './agent-process.js';
+import { AgentProcess, metricValue, processMemory, resyncSecondsSum } from './agent-process.js';
 import { entriesTouchedByKubeProxy, kubeProxyIpsetEntries, loadOnceCreated } from './kube-proxy-ipsets.js';
-import { BENCH_NAMESPACE, ipv4SyncSeconds, procMemory, type KubeProxyBenchEnv } from './kube-proxy.js';
+import { BENCH_NAMESPACE, ipv4SyncSeconds, type KubeProxyBenchEnv } from './kube-proxy.js';
 import type { KubeProxyBench, RolloutSample } from './results.js';
 
 const env = process.env as Partial<KubeProxyBenchEnv> & NodeJS.ProcessEnv;
@@ -71,7 +71,6 @@ const started = performance.now();
 const say = (text: string): void => {
   process.stderr.write(`[kube-proxy bench +${((performance.now() - started) / 1000).toFixed(0)}s] ${text}\n`);
 };
-const memoryOf = (pid: number) => procMemory(readFileSync(`/proc/${pid}/status`, 'utf8'));
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 const results: KubeProxyBench = {
@@ -245,7 +244,7 @@ async function main(): Promise<void> {
     Object.assign(results.kubeProxy.ipsetSeed!, entriesTouchedByKubeProxy(proxy));
     say(`kube-proxy: full table in the kernel ${results.kubeProxy.firstSyncSeconds.toFixed(0)} s after its start`);
     await sleep(SETTLE_MS);
-    Object.assign(results.kubeProxy, memoryOf(proxy.pid!));
+    Object.assign(results.kubeProxy, processMemory(proxy.pid!));
     say(`kube-proxy: VmRSS ${results.kubeProxy.rssMiB!.toFixed(0)} MiB, VmHWM ${results.kubeProxy.hwmMiB!.toFixed(0)} MiB`);
 
     const agentStart = performance.now();
@@ -256,8 +255,8 @@ async function main(): Promise<void> {
     );
     await agent.waitFor((l) => l.message === 'informers synced: full resync', 'informers synced', AGENT_SYNC_TIMEOUT_MS);
     results.agent.syncSeconds = (performance.now() - agentStart) / 1000;
-    results.agent.resyncSeconds = resyncSecondsSum(await agent.afterResyncs(1));
-    const { rssMiB, hwmMiB } = memoryOf(agent.pid);
+    results.agent.resyncSeconds = resyncSecondsSum(await agent.afterResyncs(1, AGENT_SYNC_TIMEOUT_MS));
+    const { rssMiB, hwmMiB } = agent.memory();
     Object.assign(results.agent, { rssMiB, hwmMiB });
     say(`agent: synced in ${results.agent.syncSeconds.toFixed(0)} s, full resync ${results.agent.resyncSeconds.toFixed(1)} s; VmRSS ${rssMiB.toFixed(0)} MiB, VmHWM ${hwmMiB.toFixed(0)} MiB`);
 
@@ -265,8 +264,8 @@ async function main(): Promise<void> {
       const i = Math.floor(((r + 0.5) * SERVICES) / ROLLOUTS);
       await rollout(cluster, client, proxy, agent, i, ips.get(`svc-${i}`)!);
     }
-    results.kubeProxy.rssEndMiB = memoryOf(proxy.pid!).rssMiB;
-    results.agent.rssEndMiB = memoryOf(agent.pid).rssMiB;
+    results.kubeProxy.rssEndMiB = processMemory(proxy.pid!).rssMiB;
+    results.agent.rssEndMiB = agent.memory().rssMiB;
   } catch (err) {
     results.failure = err instanceof Error ? err.message.split('\n')[0] : String(err);
     say(`FAILED: ${results.failure}`);

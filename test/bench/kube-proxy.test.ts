@@ -11,7 +11,8 @@ import { createService, ensureNamespace } from '../support/kube-objects.js';
 import { until } from '../support/poll.js';
 import { forwardNetdev, HOST_FORWARD_ADDRESS } from '../vm/harness.js';
 import { kubeProxyIpsetEntries } from './kube-proxy-ipsets.js';
-import { goDurationSeconds, ipv4SyncSeconds, procMemory } from './kube-proxy.js';
+import { procMemory } from './agent-process.js';
+import { goDurationSeconds, ipv4SyncSeconds } from './kube-proxy.js';
 import { renderKubeProxy, type KubeProxyBench } from './results.js';
 
 const STATUS = ['Name:\tkube-proxy', 'VmPeak:\t  900000 kB', 'VmHWM:\t   81920 kB', 'VmRSS:\t   61440 kB', 'Threads:\t9', ''].join('\n');

@@ -33,16 +33,6 @@ export interface KubeProxyBenchOptions {
   say?: (text: string) => void;
 }
 
-/** VmRSS and VmHWM (peak) in MiB from the text of /proc/<pid>/status. */
-export function procMemory(status: string): { rssMiB: number; hwmMiB: number } {
-  const kib = (field: string): number => {
-    const m = new RegExp(`^${field}:\\s+(\\d+) kB$`, 'm').exec(status);
-    if (!m) throw new Error(`/proc status has no ${field} line`);
-    return Number(m[1]);
-  };
-  return { rssMiB: kib('VmRSS') / 1024, hwmMiB: kib('VmHWM') / 1024 };
-}
-
 const GO_UNITS: Record<string, number> = { h: 3600, m: 60, s: 1, ms: 1e-3, us: 1e-6, 'µs': 1e-6, ns: 1e-9 };
 
 /** A Go time.Duration as printed ("1m2.5s", "850.1ms", "3µs") in seconds. */
